@@ -1,0 +1,37 @@
+-- ack: record jobs as completed. Refused per job when the lease token is no longer the caller's
+-- (the job was reaped and possibly claimed by another worker): fencing.
+-- KEYS[1]   -> jobqueue:{Q}:job:          job hash prefix
+-- KEYS[2]   -> jobqueue:{Q}:active        ZSET id -> lease deadline (ms)
+-- KEYS[3]   -> jobqueue:{Q}:completed     LIST of completed summaries, newest first
+-- KEYS[4]   -> jobqueue:{Q}:stats         HASH of lifetime counters
+-- ARGV[1]   -> now (ms)
+-- ARGV[2]   -> completed entries to keep (count; 0 keeps none)
+-- ARGV[3..] -> triples: job id, lease token, run time (ms)
+-- Returns: array with 1 (acked) or 0 (LEASE_LOST) per job, in order.
+local now = ARGV[1]
+local keep = tonumber(ARGV[2])
+local out = {}
+local done = 0
+for a = 3, #ARGV, 3 do
+  local id = ARGV[a]
+  local key = KEYS[1] .. id
+  local f = redis.call('HMGET', key, 'token', 'state', 'data', 'attempts', 'prio')
+  if f[1] == ARGV[a + 1] and f[2] == 'active' then
+    if keep > 0 then
+      redis.call('LPUSH', KEYS[3], '{"id":' .. cjson.encode(id) .. ',"priority":' .. cjson.encode(f[5])
+        .. ',"attempts":' .. f[4] .. ',"completed_ms":' .. now .. ',"duration_ms":' .. tonumber(ARGV[a + 2])
+        .. ',"job":' .. f[3] .. '}')
+    end
+    redis.call('DEL', key)
+    redis.call('ZREM', KEYS[2], id)
+    done = done + 1
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+if done > 0 then
+  if keep > 0 then redis.call('LTRIM', KEYS[3], 0, keep - 1) end
+  redis.call('HINCRBY', KEYS[4], 'completed', done)
+end
+return out

@@ -1,0 +1,66 @@
+-- claim: take up to N ready jobs in strict priority order and lease them to a worker.
+-- A list entry without a job hash (pushed raw by another program) is given a record with a
+-- fresh id "raw-<n>" and flag "raw", so the worker can decode it or dead-letter it: never dropped.
+-- An entry whose hash is not pending (a duplicate entry) is skipped.
+-- KEYS[1]   -> jobqueue:{Q}:job:          job hash prefix
+-- KEYS[2]   -> jobqueue:{Q}:active        ZSET id -> lease deadline (ms)
+-- KEYS[3]   -> jobqueue:{Q}:seq           STRING counter for fencing tokens and raw ids
+-- KEYS[4]   -> jobqueue:{Q}:wake          LIST of wake-up tokens
+-- KEYS[5..] -> jobqueue:{Q}:pending:<p>   one LIST per priority, highest first
+-- ARGV[1]   -> now (ms)
+-- ARGV[2]   -> lease length (ms)
+-- ARGV[3]   -> N, most jobs to claim (count)
+-- ARGV[4]   -> worker id (recorded on the job)
+-- ARGV[5]   -> wake cap (count)
+-- ARGV[6..] -> priority names aligned with KEYS[5..]
+-- Returns: flat array, 7 per claimed job: id, token, priority, attempts, ready_ms, job JSON, flag ("" or "raw").
+-- When it claimed N and work remains it pushes a wake token, so another idle worker wakes (chain wake).
+local now = tonumber(ARGV[1])
+local deadline = now + tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local out = {}
+local got = 0
+for i = 5, #KEYS do
+  local prio = ARGV[i + 1]
+  while got < n do
+    local id = redis.call('RPOP', KEYS[i])
+    if not id then break end
+    local key = KEYS[1] .. id
+    local flag = ''
+    local state = redis.call('HGET', key, 'state')
+    if not state then
+      local raw = id
+      id = 'raw-' .. redis.call('INCR', KEYS[3])
+      key = KEYS[1] .. id
+      redis.call('HSET', key, 'data', raw, 'prio', prio, 'attempts', 0, 'max_retries', 0,
+        'enq_ms', now, 'ready_ms', now)
+      state = 'pending'
+      flag = 'raw'
+    end
+    if state == 'pending' then
+      local token = redis.call('INCR', KEYS[3])
+      redis.call('HSET', key, 'state', 'active', 'token', token, 'worker', ARGV[4], 'started_ms', now)
+      redis.call('ZADD', KEYS[2], deadline, id)
+      local f = redis.call('HMGET', key, 'attempts', 'ready_ms', 'data')
+      out[#out + 1] = id
+      out[#out + 1] = tostring(token)
+      out[#out + 1] = prio
+      out[#out + 1] = f[1]
+      out[#out + 1] = f[2]
+      out[#out + 1] = f[3]
+      out[#out + 1] = flag
+      got = got + 1
+    end
+  end
+  if got >= n then break end
+end
+if got >= n and n > 0 then
+  for i = 5, #KEYS do
+    if redis.call('LLEN', KEYS[i]) > 0 then
+      redis.call('LPUSH', KEYS[4], '1')
+      redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[5]) - 1)
+      break
+    end
+  end
+end
+return out

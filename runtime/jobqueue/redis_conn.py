@@ -1,0 +1,91 @@
+"""Redis clients built from config: URL or addr, ACL user, TLS, timeouts, pool, retries."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
+
+from jobqueue.config import RedisConfig, redact_url
+from jobqueue.errors import RedisUnavailable
+
+
+def describe(cfg: RedisConfig) -> str:
+    """Where we connect, safe to log (password masked)."""
+    if cfg.url:
+        return redact_url(cfg.url)
+    scheme = "rediss" if cfg.tls.enabled else "redis"
+    return f"{scheme}://{cfg.addr}/{cfg.db}"
+
+
+def connection_kwargs(cfg: RedisConfig) -> dict[str, Any]:
+    """Keyword arguments for a redis-py connection pool (also used by the operator)."""
+    kwargs: dict[str, Any] = {
+        "socket_connect_timeout": cfg.dial_timeout.total_seconds(),
+        "socket_timeout": max(cfg.read_timeout, cfg.write_timeout).total_seconds(),
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), cfg.max_retries),
+        "retry_on_error": [ConnectionError, TimeoutError],
+        "decode_responses": False,
+        "client_name": "jobqueue",
+    }
+    tls = cfg.tls.enabled or (cfg.url or "").startswith("rediss://")
+    if cfg.url:
+        from redis.asyncio.connection import parse_url
+
+        kwargs.update(parse_url(cfg.url))
+        if kwargs.get("connection_class") is not None and not tls:
+            kwargs.pop("connection_class")
+    else:
+        host, _, port = cfg.addr.rpartition(":")
+        kwargs.update(host=host, port=int(port), db=cfg.db)
+    if cfg.username and "username" not in kwargs:
+        kwargs["username"] = cfg.username
+    if cfg.password is not None and "password" not in kwargs:
+        kwargs["password"] = cfg.password.get_secret_value()
+    if tls:
+        from redis.asyncio.connection import SSLConnection
+
+        kwargs["connection_class"] = SSLConnection
+        kwargs["ssl_ca_certs"] = cfg.tls.ca_file
+        kwargs["ssl_certfile"] = cfg.tls.cert_file
+        kwargs["ssl_keyfile"] = cfg.tls.key_file
+        kwargs["ssl_cert_reqs"] = ssl.CERT_NONE if cfg.tls.insecure_skip_verify else ssl.CERT_REQUIRED
+        kwargs["ssl_check_hostname"] = not cfg.tls.insecure_skip_verify
+    return kwargs
+
+
+def make_client(cfg: RedisConfig, *, blocking: bool = False) -> Redis:
+    """A client with its own pool. ``blocking`` clients serve BLPOP waits: one connection, no read timeout."""
+    kwargs = connection_kwargs(cfg)
+    if blocking:
+        kwargs["socket_timeout"] = None
+        size = 2
+    else:
+        size = max(cfg.pool_size_multiplier * (os.cpu_count() or 1), 4)
+    pool = BlockingConnectionPool(max_connections=size, timeout=cfg.dial_timeout.total_seconds(), **kwargs)
+    return Redis.from_pool(pool)
+
+
+async def check(client: Redis, cfg: RedisConfig) -> None:
+    """PING, turning the usual start-up failures into one clear sentence."""
+    where = describe(cfg)
+    try:
+        await client.ping()
+    except AuthenticationError as err:
+        raise RedisUnavailable(f"Redis at {where} refused the credentials: {err}") from None
+    except ssl.SSLError as err:
+        raise RedisUnavailable(f"TLS handshake with Redis at {where} failed: {err}") from None
+    except (ConnectionError, TimeoutError, OSError) as err:
+        cause = err.__cause__ or err.__context__
+        if isinstance(cause, ssl.SSLError) or "SSL" in str(err) or "certificate" in str(err):
+            raise RedisUnavailable(f"TLS handshake with Redis at {where} failed: {err}") from None
+        raise RedisUnavailable(f"cannot reach Redis at {where}: {err}") from None
+    except ResponseError as err:
+        raise RedisUnavailable(f"Redis at {where} answered with an error: {err}") from None
