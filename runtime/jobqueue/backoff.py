@@ -20,8 +20,8 @@ def compute_backoff(
     if attempt < 1:
         raise ValueError("attempt starts at 1")
     exp = min(attempt - 1, 62)
-    delay = min(base_s * (2**exp), max_s)
+    delay: float = min(base_s * (2**exp), max_s)
     if jitter:
-        r = (rng or random).uniform(-jitter, jitter)
+        r: float = (rng or random).uniform(-jitter, jitter)
         delay = min(max(delay * (1 + r), 0.0), max_s)
     return delay

@@ -96,9 +96,7 @@ class QueueStats:
     def backlog(self, count_in_flight: bool = True, count_delayed_due: bool = True) -> int:
         """Work that needs a worker: pending, plus in flight and due retries when asked."""
         return (
-            self.pending
-            + (self.in_flight if count_in_flight else 0)
-            + (self.scheduled_due if count_delayed_due else 0)
+            self.pending + (self.in_flight if count_in_flight else 0) + (self.scheduled_due if count_delayed_due else 0)
         )
 
 
@@ -188,9 +186,7 @@ class Broker:
         """Move due scheduled jobs to pending; returns (moved, next due ms or None)."""
         return await self.run(self.promote_call(limit))
 
-    def extend_lease_call(
-        self, worker_id: str, lease_ms: int, held: Sequence[tuple[str, str]]
-    ) -> Call[list[str]]:
+    def extend_lease_call(self, worker_id: str, lease_ms: int, held: Sequence[tuple[str, str]]) -> Call[list[str]]:
         k = self.keys
         args: list[Any] = [self.clock.now_ms(), lease_ms, worker_id]
         for job_id, token in held:
@@ -272,18 +268,14 @@ class Broker:
 
     async def rate_limit(self, limit: int, window_ms: int, n: int = 1) -> int:
         """Take n permits; 0 when granted, else ms to wait for the next window."""
-        return await self.run(
-            Call("rate_limit", [self.keys.rate_limit], [limit, window_ms, n], lambda r: int(r))
-        )
+        return await self.run(Call("rate_limit", [self.keys.rate_limit], [limit, window_ms, n], int))
 
     async def purge_dlq(self, job_id: str | None = None, batch: int = 1000) -> int:
         """Delete dead jobs (all, or one id), in batches; returns how many."""
         k = self.keys
         total = 0
         while True:
-            n = await self.run(
-                Call("purge_dlq", [k.job_prefix, k.dead], [batch, job_id or ""], lambda r: int(r))
-            )
+            n = await self.run(Call("purge_dlq", [k.job_prefix, k.dead], [batch, job_id or ""], int))
             total += n
             if job_id is not None or n == 0:
                 return total
@@ -338,7 +330,7 @@ class Broker:
         return got is not None
 
     async def get_job(self, job_id: str) -> dict[str, str] | None:
-        raw = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[misc]
+        raw = await self.redis.hgetall(self.keys.job(job_id))
         if not raw:
             return None
         return {_s(key): _s(v) for key, v in raw.items()}
@@ -354,14 +346,14 @@ class Broker:
         """Next n ids of a priority's pending list (claim order), or of 'scheduled', 'dead', 'active'."""
         k = self.keys
         if where in self._names:
-            return _strs(await self.redis.lrange(k.pending(where), -n, -1))[::-1]  # type: ignore[misc]
+            return _strs(await self.redis.lrange(k.pending(where), -n, -1))[::-1]
         zkey = {"scheduled": k.scheduled, "dead": k.dead, "active": k.active}.get(where)
         if zkey is None:
             raise JobQueueError(f"unknown queue {where!r}; use one of {[*self._names, 'scheduled', 'dead']}")
         return _strs(await self.redis.zrange(zkey, 0, n - 1))
 
     async def recent_completed(self, n: int) -> list[str]:
-        return _strs(await self.redis.lrange(self.keys.completed, 0, n - 1))  # type: ignore[misc]
+        return _strs(await self.redis.lrange(self.keys.completed, 0, n - 1))
 
 
 def _parse_claimed(raw: Any) -> list[ClaimedJob]:

@@ -19,7 +19,7 @@ class ConfigError(JobQueueError):
         super().__init__(f"invalid configuration{where}: " + "; ".join(problems))
 
 
-class RetryJob(JobQueueError):  # noqa: N818 - named like arq's Retry, it is a signal not a fault
+class RetryJob(JobQueueError):
     """Raised by a handler to run the job again after ``delay`` (counts as an attempt)."""
 
     def __init__(self, delay: float | timedelta | None = None, reason: str = "retry requested") -> None:
@@ -35,15 +35,15 @@ class EnqueueError(JobQueueError):
     """A job was refused at enqueue (too large, not serialisable, unknown priority)."""
 
 
-class LeaseLost(JobQueueError):  # noqa: N818 - a state, mapped from the LEASE_LOST script reply
+class LeaseLost(JobQueueError):
     """The worker's lease on a job was taken over; its result must not be recorded."""
 
 
-class JobNotFound(JobQueueError):  # noqa: N818 - mapped from the NOT_FOUND script reply
+class JobNotFound(JobQueueError):
     """No job with that id exists."""
 
 
-class RedisUnavailable(JobQueueError):  # noqa: N818
+class RedisUnavailable(JobQueueError):
     """Redis could not be reached or refused us (auth, TLS); the message says which."""
 
 

@@ -1,0 +1,461 @@
+"""The worker role: claims jobs, runs their handlers, records outcomes, renews leases.
+
+One dispatcher loop per process does all queue I/O: each round trip carries the outcomes of the
+jobs that finished since the last one (ack / retry / bury, batched per script) together with the
+next claim for the free slots, in one pipeline. When the queue is dry it blocks on the wake list
+(a dedicated connection), so an idle worker neither polls Redis nor waits for a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import secrets
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from jobqueue import __version__
+from jobqueue.backoff import compute_backoff
+from jobqueue.breaker import BreakerState, CircuitBreaker
+from jobqueue.broker import Broker, Call
+from jobqueue.clock import SYSTEM_CLOCK, Clock
+from jobqueue.config import Config
+from jobqueue.errors import PermanentJobError, RetryJob
+from jobqueue.handlers import (
+    Handler,
+    HandlerRegistry,
+    default_registry,
+    import_handler,
+    import_modules,
+    is_async,
+)
+from jobqueue.job import ClaimedJob, Job
+from jobqueue.keys import QueueKeys
+from jobqueue.metrics import Metrics
+from jobqueue.redis_conn import make_client
+
+log = logging.getLogger("jobqueue.worker")
+
+PROMOTE_INTERVAL_S = 0.5
+"""Longest a due retry waits to be promoted when this process did not schedule it itself."""
+WAKE_WAIT_S = 1.0
+"""Longest single BLPOP on the wake list (bounds how stale an idle worker's view can get)."""
+
+
+def new_worker_id() -> str:
+    """host-pid-random: unique across restarts of a container that reuses the pid."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@dataclass(slots=True)
+class _Running:
+    claimed: ClaimedJob
+    task: asyncio.Task[None] | None
+    probe: bool
+    lost: bool = False
+
+
+@dataclass(slots=True)
+class _Outcome:
+    kind: Literal["ack", "retry", "bury"]
+    claimed: ClaimedJob
+    duration_ms: int = 0
+    due_ms: int = 0
+    reason: str = ""
+    error: str = ""
+    failed: bool = False
+
+
+class Worker:
+    """A worker process's job engine: ``await Worker(cfg).run(stop)`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        redis: Redis | None = None,
+        blocking_redis: Redis | None = None,
+        registry: HandlerRegistry | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        metrics: Metrics | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        w = config.worker
+        self.cfg = config
+        self.keys = QueueKeys(config.queue_name, tuple(w.priorities))
+        self._own_redis = redis is None
+        self.redis = redis or make_client(config.redis)
+        self._own_blocking = blocking_redis is None
+        self.blocking = blocking_redis or make_client(config.redis, blocking=True)
+        self.clock = clock
+        self.broker = Broker(self.redis, self.keys, clock)
+        import_modules(w.handler_modules)
+        self.registry = registry or default_registry
+        self.default_handler: Handler = import_handler(w.handler)
+        self.worker_id = worker_id or new_worker_id()
+        self.lease_ms = int(w.heartbeat_ttl.total_seconds() * 1000)
+        self.metrics = metrics or Metrics()
+        self.breaker = CircuitBreaker(config.circuit_breaker, clock, on_change=self._breaker_changed)
+        self.running: dict[str, _Running] = {}
+        self.draining = False
+        self._outcomes: list[_Outcome] = []
+        self._changed = asyncio.Event()
+        self._hungry = asyncio.Event()
+        self._next_due_ms: int | None = None
+        self._last_promote = -math.inf
+        self._executor = ThreadPoolExecutor(w.thread_pool_size or w.count, thread_name_prefix="jobqueue-job")
+        self._job_timeout = w.job_timeout.total_seconds() or None
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        info: dict[str, str | int] = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_ms": self.clock.now_ms(),
+            "concurrency": self.cfg.worker.count,
+            "version": __version__,
+        }
+        await self.broker.register_worker(self.worker_id, self.lease_ms, info)
+        log.info(
+            "worker started",
+            extra={"worker_id": self.worker_id, "concurrency": self.cfg.worker.count, "queue": self.keys.queue},
+        )
+        helpers = [
+            asyncio.create_task(self._heartbeat_loop(), name="jobqueue-heartbeat"),
+            asyncio.create_task(self._waker_loop(), name="jobqueue-waker"),
+            asyncio.create_task(self._stop_watch(stop), name="jobqueue-stop-watch"),
+        ]
+        try:
+            await self._dispatch(stop)
+            await asyncio.shield(self._drain())
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            try:
+                await asyncio.shield(self.broker.unregister_worker(self.worker_id))
+            except RedisError as err:
+                log.warning("could not unregister worker", extra={"error": str(err)})
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._own_redis:
+                await self.redis.aclose()
+            if self._own_blocking:
+                await self.blocking.aclose()
+            log.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    async def _stop_watch(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self.draining = True
+        self._changed.set()
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def _dispatch(self, stop: asyncio.Event) -> None:
+        backoff = 0.05
+        while not stop.is_set():
+            outcomes, self._outcomes = self._outcomes, []
+            self._changed.clear()
+            free = self.cfg.worker.count - len(self.running)
+            allowed = self.breaker.allow(free)
+            probe = allowed > 0 and self.breaker.probing
+            calls, apply = self._settle_calls(outcomes)
+            promote = allowed > 0 and self._promote_due()
+            if promote:
+                calls.append(self.broker.promote_call())
+            if allowed > 0:
+                calls.append(self.broker.claim_call(allowed, self.lease_ms, self.worker_id))
+            try:
+                results = await self.broker.run_many(calls)
+            except (RedisError, OSError) as err:
+                self._outcomes[:0] = outcomes  # keep them; re-sent results are refused harmlessly
+                if probe:
+                    self.breaker.probe_not_used()
+                self.metrics.redis_errors.labels("dispatch").inc()
+                log.warning("redis error in dispatch; retrying", extra={"error": str(err), "retry_in_s": backoff})
+                await self._wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.05
+            apply(results)
+            claimed: list[ClaimedJob] = results[-1] if allowed > 0 else []
+            if promote:
+                self._last_promote = self.clock.monotonic()
+                self._next_due_ms = results[-2][1]
+            if probe and not claimed:
+                self.breaker.probe_not_used()
+            for cj in claimed:
+                self._start(cj, probe)
+            if (allowed > 0 and len(claimed) == allowed) or self._outcomes:
+                continue
+            if allowed > 0:
+                self._hungry.set()
+            await self._wait(self._idle_timeout(allowed > 0))
+            self._hungry.clear()
+
+    def _promote_due(self) -> bool:
+        if self.clock.monotonic() - self._last_promote >= PROMOTE_INTERVAL_S:
+            return True
+        return self._next_due_ms is not None and self.clock.now_ms() >= self._next_due_ms
+
+    def _idle_timeout(self, hungry: bool) -> float:
+        waits = [PROMOTE_INTERVAL_S]
+        if hungry and self._next_due_ms is not None:
+            waits.append(max((self._next_due_ms - self.clock.now_ms()) / 1000, 0.001))
+        probe_in = self.breaker.seconds_until_probe()
+        if probe_in is not None:
+            waits.append(max(probe_in, 0.001))
+        return min(waits)
+
+    async def _wait(self, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
+        except TimeoutError:
+            pass
+
+    async def _waker_loop(self) -> None:
+        """While the dispatcher is hungry, block on the wake list and nudge it when a token arrives."""
+        backoff = 0.05
+        while True:
+            await self._hungry.wait()
+            try:
+                got = await self.broker.wait_for_wake(self.blocking, WAKE_WAIT_S)
+                if got and not self._hungry.is_set():
+                    # Woken after we found work elsewhere: pass the token on to another worker.
+                    await self.redis.lpush(self.keys.wake, "1")
+                backoff = 0.05
+            except (RedisError, OSError) as err:
+                self.metrics.redis_errors.labels("wake").inc()
+                log.debug("wake wait failed", extra={"error": str(err)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                got = True  # let the dispatcher retry on its own schedule
+            if got:
+                self._changed.set()
+
+    # ------------------------------------------------------------------ running jobs
+
+    def _start(self, cj: ClaimedJob, probe: bool) -> None:
+        m = self.metrics
+        m.jobs_consumed.inc()
+        m.job_queue_wait.observe(max(self.clock.now_ms() - cj.ready_ms, 0) / 1000)
+        try:
+            job = Job.model_validate_json(cj.raw)
+        except ValidationError as err:
+            reason = "malformed payload"
+            self._bury_now(cj, reason, _summarise(err, cj.raw))
+            return
+        job = job.model_copy(update={"id": cj.id, "retries": cj.attempts, "priority": cj.priority})
+        handler = self.registry.get(job.type) if job.type else self.default_handler
+        if handler is None:
+            self._bury_now(cj, "no handler", f"no handler registered for job type {job.type!r}")
+            return
+        running = _Running(cj, None, probe)
+        self.running[cj.id] = running
+        running.task = asyncio.create_task(self._execute(running, job, handler), name=f"job-{cj.id}")
+        m.worker_active.set(len(self.running))
+
+    def _bury_now(self, cj: ClaimedJob, reason: str, error: str) -> None:
+        log.warning(reason, extra={"job_id": cj.id, "queue": cj.priority, "error": error})
+        self._outcomes.append(_Outcome("bury", cj, reason=reason, error=error))
+        self._changed.set()
+
+    async def _execute(self, running: _Running, job: Job, handler: Handler) -> None:
+        cj = running.claimed
+        timeout = job.timeout_s or self._job_timeout
+        started = time.perf_counter()
+        outcome: _Outcome
+        try:
+            async with asyncio.timeout(timeout):
+                if is_async(handler):
+                    await handler(job)
+                else:
+                    await asyncio.get_running_loop().run_in_executor(self._executor, handler, job)
+        except RetryJob as r:
+            outcome = self._failure(cj, job, f"retry requested: {r}", r.delay_s)
+        except PermanentJobError as err:
+            outcome = _Outcome("bury", cj, reason="permanent error", error=_err_text(err))
+        except TimeoutError:
+            outcome = self._failure(cj, job, f"timed out after {timeout:g}s", None)
+        except Exception as err:  # a handler's failure, whatever it is, is the job's outcome
+            outcome = self._failure(cj, job, _err_text(err), None)
+        else:
+            outcome = _Outcome("ack", cj)
+        elapsed = time.perf_counter() - started
+        outcome.duration_ms = int(elapsed * 1000)
+        self.metrics.job_processing_duration.observe(elapsed)
+        if outcome.kind == "ack":
+            self.breaker.record(True, running.probe)
+        elif outcome.failed:
+            self.breaker.record(False, running.probe)
+        elif running.probe:
+            self.breaker.probe_not_used()
+        del self.running[cj.id]
+        self.metrics.worker_active.set(len(self.running))
+        self._outcomes.append(outcome)
+        self._changed.set()
+
+    def _failure(self, cj: ClaimedJob, job: Job, error: str, delay_s: float | None) -> _Outcome:
+        w = self.cfg.worker
+        max_retries = job.max_retries if job.max_retries is not None else w.max_retries
+        attempt = cj.attempts + 1
+        if attempt > max_retries:
+            return _Outcome("bury", cj, reason="max retries exceeded", error=error, failed=True)
+        if delay_s is None:
+            b = w.backoff
+            delay_s = compute_backoff(attempt, b.base.total_seconds(), b.max.total_seconds(), b.jitter)
+        return _Outcome("retry", cj, due_ms=self.clock.now_ms() + int(delay_s * 1000), error=error, failed=True)
+
+    # ------------------------------------------------------------------ recording outcomes
+
+    def _settle_calls(self, outcomes: list[_Outcome]) -> tuple[list[Call[Any]], Any]:
+        """Batch outcomes into one call per script; returns the calls and a function to apply results."""
+        acks = [o for o in outcomes if o.kind == "ack"]
+        retries = [o for o in outcomes if o.kind == "retry"]
+        buries = [o for o in outcomes if o.kind == "bury"]
+        calls: list[Call[Any]] = []
+        groups: list[list[_Outcome]] = []
+        if acks:
+            calls.append(
+                self.broker.ack_call(
+                    [(o.claimed.id, o.claimed.token, o.duration_ms) for o in acks], self.cfg.worker.completed_keep
+                )
+            )
+            groups.append(acks)
+        if retries:
+            calls.append(self.broker.retry_call([(o.claimed.id, o.claimed.token, o.due_ms, o.error) for o in retries]))
+            groups.append(retries)
+            first_due = min(o.due_ms for o in retries)
+            self._next_due_ms = first_due if self._next_due_ms is None else min(self._next_due_ms, first_due)
+        if buries:
+            calls.append(
+                self.broker.bury_call([(o.claimed.id, o.claimed.token, o.reason, o.error, True) for o in buries])
+            )
+            groups.append(buries)
+
+        def apply(results: list[Any]) -> None:
+            for group, oks in zip(groups, results, strict=False):
+                for outcome, ok in zip(group, oks, strict=True):
+                    self._recorded(outcome, ok)
+
+        return calls, apply
+
+    def _recorded(self, o: _Outcome, ok: bool) -> None:
+        m = self.metrics
+        cj = o.claimed
+        fields = {"job_id": cj.id, "queue": cj.priority, "attempt": cj.attempts + 1}
+        if o.failed:
+            m.jobs_failed.inc()
+        if not ok:
+            m.leases_lost.inc()
+            log.warning("result refused: lease was taken over", extra={**fields, "outcome": o.kind})
+        elif o.kind == "ack":
+            m.jobs_completed.inc()
+            log.debug("job completed", extra={**fields, "duration_ms": o.duration_ms})
+        elif o.kind == "retry":
+            m.jobs_retried.inc()
+            log.info("job failed, will retry", extra={**fields, "error": o.error, "due_ms": o.due_ms})
+        else:
+            m.jobs_dead_letter.inc()
+            log.warning("job dead-lettered", extra={**fields, "reason": o.reason, "error": o.error})
+
+    async def _flush(self) -> None:
+        """Record pending outcomes now (no claim); retried until Redis takes them or we give up."""
+        for delay in (0.05, 0.1, 0.2, 0.5, 1.0, 2.0):
+            outcomes, self._outcomes = self._outcomes, []
+            calls, apply = self._settle_calls(outcomes)
+            if not calls:
+                return
+            try:
+                apply(await self.broker.run_many(calls))
+                return
+            except (RedisError, OSError) as err:
+                self._outcomes[:0] = outcomes
+                log.warning("could not record outcomes yet", extra={"error": str(err)})
+                await asyncio.sleep(delay)
+        log.error("giving up recording outcomes; their leases will expire and the reaper will retry them")
+
+    # ------------------------------------------------------------------ leases
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.lease_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            held = [(job_id, r.claimed.token) for job_id, r in self.running.items()]
+            try:
+                lost = await self.broker.extend_lease(self.worker_id, self.lease_ms, held)
+            except (RedisError, OSError) as err:
+                self.metrics.redis_errors.labels("extend_lease").inc()
+                log.warning("could not renew leases", extra={"error": str(err), "jobs": len(held)})
+                continue
+            for job_id in lost:
+                r = self.running.get(job_id)
+                if r is not None and not r.lost:
+                    r.lost = True
+                    log.warning(
+                        "lease lost while running; its result will be refused",
+                        extra={"job_id": job_id, "queue": r.claimed.priority},
+                    )
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def _drain(self) -> None:
+        """Stop claiming; let running jobs finish within shutdown_timeout, then requeue the rest."""
+        self.draining = True
+        deadline = time.monotonic() + self.cfg.worker.shutdown_timeout.total_seconds()
+        if self.running:
+            log.info("draining", extra={"running": len(self.running), "timeout_s": deadline - time.monotonic()})
+        while self.running and time.monotonic() < deadline:
+            self._changed.clear()
+            await self._flush()
+            if self.running:
+                await self._wait(max(deadline - time.monotonic(), 0.0))
+        await self._flush()
+        left = list(self.running.values())
+        if left:
+            for r in left:
+                if r.task is not None:
+                    r.task.cancel()
+            await asyncio.gather(*(r.task for r in left if r.task is not None), return_exceptions=True)
+            await self._flush()  # a job may have finished just as it was cancelled
+            left = [r for r in left if r.claimed.id in self.running]
+            try:
+                done = await self.broker.release([(r.claimed.id, r.claimed.token) for r in left])
+                log.info(
+                    "requeued unfinished jobs", extra={"requeued": sum(done), "job_ids": [r.claimed.id for r in left]}
+                )
+            except (RedisError, OSError) as err:
+                log.error("could not requeue unfinished jobs; the reaper will", extra={"error": str(err)})
+            for r in left:
+                self.running.pop(r.claimed.id, None)
+
+    def _breaker_changed(self, old: BreakerState, new: BreakerState, why: str) -> None:
+        self.metrics.circuit_breaker_state.set(int(new))
+        if new is BreakerState.OPEN and old is BreakerState.CLOSED:
+            self.metrics.circuit_breaker_trips.inc()
+        log.warning(
+            "circuit breaker %s",
+            new.name.lower().replace("_", "-"),
+            extra={"from": old.name.lower(), "to": new.name.lower(), "why": why},
+        )
+
+
+def _err_text(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}"
+    return text if len(text) <= 2000 else text[:2000] + "..."
+
+
+def _summarise(err: ValidationError, raw: bytes) -> str:
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(payload)'}: {e['msg']}" for e in err.errors()[:5])
+    return f"{problems} (payload {len(raw)} bytes)"
