@@ -355,6 +355,46 @@ class Broker:
     async def recent_completed(self, n: int) -> list[str]:
         return _strs(await self.redis.lrange(self.keys.completed, 0, n - 1))
 
+    async def job_field(self, ids: Sequence[str], name: str) -> list[str | None]:
+        """One field of several job hashes (pipelined HGET); None where the job or field is gone."""
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hget(self.keys.job(job_id), name)
+            raws = await pipe.execute()
+        return [None if r is None else _s(r) for r in raws]
+
+    async def list_workers(self) -> list[tuple[str, int, dict[str, str]]]:
+        """Registered workers (id, registration expiry ms, description), expired ones included."""
+        k = self.keys
+        entries: Any = await self.redis.zrange(k.workers, 0, -1, withscores=True)
+        if not entries:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for wid, _ in entries:
+                pipe.hgetall(k.worker(_s(wid)))
+            infos = await pipe.execute()
+        return [
+            (_s(wid), int(score), {_s(a): _s(b) for a, b in info.items()})
+            for (wid, score), info in zip(entries, infos, strict=True)
+        ]
+
+    async def active_jobs(self, limit: int = 10_000) -> list[tuple[str, int, dict[str, str]]]:
+        """Jobs leased now (id, lease deadline ms, worker/prio/started_ms/attempts), soonest deadline first."""
+        entries: Any = await self.redis.zrange(self.keys.active, 0, limit - 1, withscores=True)
+        if not entries:
+            return []
+        fields = ("worker", "prio", "started_ms", "attempts")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id, _ in entries:
+                pipe.hmget(self.keys.job(_s(job_id)), fields)
+            rows = await pipe.execute()
+        return [
+            (_s(job_id), int(score), {f: _s(v) for f, v in zip(fields, row, strict=True) if v is not None})
+            for (job_id, score), row in zip(entries, rows, strict=True)
+        ]
+
 
 def _parse_claimed(raw: Any) -> list[ClaimedJob]:
     out = []
