@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 import urllib.request
 import zipfile
@@ -60,8 +61,13 @@ def _run(args: list[str | Path], **kw: Any) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    work = tmp_path_factory.mktemp("image")
+def installed() -> Iterator[Installed]:
+    # Our own directory: pytest's shared basetemp may be pruned by concurrent runs on this machine.
+    with tempfile.TemporaryDirectory(prefix="jobqueue-image-") as tmp:
+        yield _install(Path(tmp))
+
+
+def _install(work: Path) -> Installed:
     ctx = work / "context"
     ctx.mkdir()
     for name in CONTEXT:
@@ -79,7 +85,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     _run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "-q", "--no-deps", wheel])
     site = next((venv / "lib").glob("python3*/site-packages"))
     (site / "zz_borrowed_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    yield Installed(wheel, venv)
+    return Installed(wheel, venv)
 
 
 def test_wheel_contains_the_lua_scripts_and_the_operator_package(installed: Installed) -> None:
