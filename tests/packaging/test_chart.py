@@ -282,3 +282,22 @@ def test_every_values_key_is_commented_and_described_by_the_schema() -> None:
         assert prev.startswith("#"), f"values.yaml: {path} has no comment above it"
         checked += 1
     assert checked >= 40
+
+
+def _leaf_keys(values: dict[str, Any], schema: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in values.items():
+        node = schema.get("properties", {}).get(key, {})
+        if isinstance(value, dict) and node.get("additionalProperties", True) is False:
+            out += _leaf_keys(value, node, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def test_docs_values_table_lists_every_key() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    keys = _leaf_keys(yaml.safe_load((CHART / "values.yaml").read_text()), schema)
+    doc = (CHART.parents[1] / "docs" / "kubernetes.md").read_text()
+    missing = [k for k in keys if f"| `{k}` |" not in doc]
+    assert not missing, f"docs/kubernetes.md values table lacks {missing}"
