@@ -83,4 +83,6 @@ def test_crd_is_valid_kubernetes_and_has_the_scale_subresource_the_hpa_targets(c
 def test_the_charts_example_jobqueue_is_valid_against_the_crd_schema(crd: dict[str, Any], name: str) -> None:
     schema = _served_version(crd)["schema"]["openAPIV3Schema"]
     (jq,) = find(manifests(VALUE_SETS[name]), "JobQueue")
-    jsonschema.validate(jq, schema)
+    # A CRD schema is OpenAPI v3.0, i.e. draft 4 semantics (boolean exclusiveMinimum).
+    jsonschema.Draft4Validator.check_schema(schema)
+    jsonschema.Draft4Validator(schema).validate(jq)
