@@ -11,7 +11,8 @@
 #
 # Safe to run again: an existing cluster of the same name is reused and releases are upgraded.
 # Tunables (environment): CLUSTER, NAMESPACE, RELEASE, IMAGE, JOBS, JOB_MS, TIMEOUT_S,
-# KEEP_CLUSTER=1 (leave the cluster for debugging), QUEUE_NAME (defaults to the JobQueue's name).
+# KEEP_CLUSTER=1 (leave the cluster for debugging), QUEUE_NAME (default: the JobQueue's
+# spec.queueName, else its name).
 set -Eeuo pipefail
 
 CLUSTER="${CLUSTER:-jobqueue-e2e}"
@@ -132,7 +133,10 @@ main() {
   log "applying ${EXAMPLE}"
   JQ_NAME="$(kc -n "${NAMESPACE}" apply -f "${EXAMPLE}" -o name | head -n1)"
   JQ_NAME="${JQ_NAME##*/}"
-  QUEUE_NAME="${QUEUE_NAME:-${JQ_NAME}}"
+  if [[ -z "${QUEUE_NAME:-}" ]]; then
+    QUEUE_NAME="$(jq_field .spec.queueName)"
+    QUEUE_NAME="${QUEUE_NAME:-${JQ_NAME}}"
+  fi
   kc -n "${NAMESPACE}" get jq
   wait_for "JobQueue ${JQ_NAME} to be Ready" \
     kc -n "${NAMESPACE}" wait --for=condition=Ready "jobqueue/${JQ_NAME}" --timeout=5s
