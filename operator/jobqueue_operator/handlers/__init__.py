@@ -1,0 +1,1 @@
+"""Plain handler functions, one module per concern; main.py registers them with kopf."""

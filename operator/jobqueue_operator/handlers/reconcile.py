@@ -1,0 +1,136 @@
+"""Create/update/resume: turn the JobQueue into its ConfigMap, Deployment and Service, idempotently.
+
+Each child carries the hash of what we applied; an unchanged spec sends no write at all, a
+changed one is server-side applied (the pod template's config hash rolls the Deployment), and a
+replicas-only change (kubectl scale, an HPA, the autoscaler) is a one-field merge patch. An
+invalid spec sets Ready=False/InvalidSpec, posts an Event and raises kopf.PermanentError, so kopf
+does not retry until the spec changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from jobqueue.config import format_validation_error
+from jobqueue_operator import builders
+from jobqueue_operator.handlers.common import conditions_of, default_image, kube_of, refresh_ready, write_status
+from jobqueue_operator.kube import APIError, Kube, Unprocessable
+from jobqueue_operator.models import parse_spec
+
+RETRY_DELAY_S = 10.0
+
+
+def _desired_hash(child: Mapping[str, Any]) -> str:
+    """Hash of a child without its replicas (those change alone, through a one-field patch)."""
+    if child["kind"] == "Deployment":
+        child = {**child, "spec": {k: v for k, v in child["spec"].items() if k != "replicas"}}
+    return builders.hash_of(child)
+
+
+def _owned_by_other(live: Mapping[str, Any], uid: str) -> bool:
+    refs = live.get("metadata", {}).get("ownerReferences") or []
+    controllers = [r for r in refs if r.get("controller")]
+    return not controllers or all(r.get("uid") != uid for r in controllers)
+
+
+async def ensure(kube: Kube, child: dict[str, Any], uid: str) -> str | None:
+    """Create, apply or scale one child as needed; returns what was done, None for nothing."""
+    meta = child["metadata"]
+    digest = _desired_hash(child)
+    meta.setdefault("annotations", {})[builders.APPLIED_HASH_ANNOTATION] = digest
+    live = await kube.get(child["kind"], meta["namespace"], meta["name"])
+    if live is None:
+        await kube.create(child)
+        return "created"
+    if _owned_by_other(live, uid):
+        raise builders.InvalidSpec(
+            [f"{child['kind']} {meta['name']} already exists and is not controlled by this JobQueue"]
+        )
+    if (live["metadata"].get("annotations") or {}).get(builders.APPLIED_HASH_ANNOTATION) != digest:
+        await kube.apply(child)
+        return "applied"
+    want = child.get("spec", {}).get("replicas")
+    if child["kind"] == "Deployment" and live.get("spec", {}).get("replicas") != want:
+        await kube.merge_patch("Deployment", meta["namespace"], meta["name"], {"spec": {"replicas": want}})
+        return "scaled"
+    return None
+
+
+async def _fail_invalid(
+    kube: Kube, memo: MutableMapping[str, Any], body: Any, *, name: str, namespace: str,
+    generation: int | None, problems: list[str],
+) -> None:
+    message = "; ".join(problems)
+    memo["invalid"] = message
+    conditions = conditions_of(memo, body.get("status"))
+    refresh_ready(memo, conditions, generation)
+    await write_status(kube, namespace, name, conditions, {"phase": "Invalid", "observedGeneration": generation})
+    kopf.event(body, type="Warning", reason="InvalidSpec", message=message)
+    raise kopf.PermanentError(f"invalid spec: {message}")
+
+
+async def reconcile(
+    *,
+    body: Any,
+    spec: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    name: str,
+    namespace: str,
+    memo: MutableMapping[str, Any],
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    **_: Any,
+) -> None:
+    kube = kube_of(memo)
+    generation = meta.get("generation")
+    try:
+        parsed = parse_spec(spec)
+    except ValidationError as err:
+        await _fail_invalid(kube, memo, body, name=name, namespace=namespace, generation=generation,
+                            problems=[f"spec.{p}" for p in format_validation_error(err)])
+        return
+    names = builders.Names.of(name)
+    replicas = parsed.replicas
+    if replicas is None:
+        live = await kube.get("Deployment", namespace, names.deployment)
+        replicas = (live or {}).get("spec", {}).get("replicas", parsed.scaling.min_replicas)
+    owner = {"name": name, "namespace": namespace, "uid": meta["uid"]}
+    try:
+        children = builders.build_children(owner, parsed, int(replicas), default_image())
+        done = [(c["kind"], await ensure(kube, c, meta["uid"])) for c in children]
+    except builders.InvalidSpec as err:
+        await _fail_invalid(kube, memo, body, name=name, namespace=namespace, generation=generation,
+                            problems=err.problems)
+        return
+    except Unprocessable as err:
+        await _fail_invalid(kube, memo, body, name=name, namespace=namespace, generation=generation,
+                            problems=[f"the API server rejected a child: {err.message or err}"])
+        return
+    except APIError as err:
+        raise kopf.TemporaryError(f"applying children failed: {err}", delay=RETRY_DELAY_S) from err
+    changed = [f"{kind} {what}" for kind, what in done if what]
+    if changed:
+        logger.info("reconciled: %s", ", ".join(changed))
+    memo["invalid"] = None
+    memo["applied"] = True
+    if spec.get("replicas") is None:
+        await kube.merge_patch("JobQueue", namespace, name, {"spec": {"replicas": int(replicas)}})
+    conditions = conditions_of(memo, body.get("status"))
+    refresh_ready(memo, conditions, generation)
+    conditions.set("Paused", parsed.scaling.paused, "Paused" if parsed.scaling.paused else "NotPaused",
+                   "spec.scaling.paused freezes replicas" if parsed.scaling.paused else "", generation)
+    fields: dict[str, Any] = {"observedGeneration": generation, "selector": builders.selector_string(name)}
+    if (body.get("status") or {}).get("phase") in (None, "Invalid"):
+        fields["phase"] = "Paused" if parsed.scaling.paused else "Pending"
+    await write_status(kube, namespace, name, conditions, fields)
+
+
+async def deleted(*, name: str, namespace: str, logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+                  **_: Any) -> None:
+    """Nothing to delete by hand: the children carry owner references and are garbage-collected."""
+    logger.info("JobQueue %s/%s deleted; its Deployment, ConfigMap and Service follow by owner reference",
+                namespace, name)

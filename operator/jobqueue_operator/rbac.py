@@ -1,0 +1,49 @@
+"""Every Kubernetes API permission the operator needs, by purpose: the source of the chart's RBAC.
+
+Keep this in step with kube.py, the handlers, and kopf's settings in main.py. The operator test
+(tests/operator/test_operator_kmock.py) records every request the real operator sends to the
+emulated API server and fails if one is not covered here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rule:
+    group: str
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+    purpose: str
+
+
+#: Namespaced rules (granted per watched namespace, or cluster-wide with --all-namespaces).
+NAMESPACED: tuple[Rule, ...] = (
+    Rule("jobqueue.dev", ("jobqueues",), ("list", "watch", "patch"),
+         "kopf watches JobQueues and patches its finalizer/annotations; the autoscaler patches spec.replicas"),
+    Rule("jobqueue.dev", ("jobqueues/status",), ("patch",),
+         "status: queue figures, replicas, conditions"),
+    Rule("", ("configmaps", "services"), ("get", "create", "patch"),
+         "the worker ConfigMap and metrics Service each JobQueue owns (server-side apply)"),
+    Rule("apps", ("deployments",), ("get", "create", "patch"),
+         "the worker Deployment each JobQueue owns; the autoscaler patches its replicas"),
+    Rule("", ("secrets",), ("get",),
+         "the Redis credentials and CA named by spec.redis (read by name, to measure the backlog)"),
+    Rule("", ("events",), ("create",),
+         "Events: ScaledUp/ScaledDown, RedisUnreachable, InvalidSpec, kopf's handler failures"),
+)
+
+#: Cluster-scoped rules for kopf's scanning: it follows the CRD (a new version or re-install is
+#: picked up without a restart) and, with --all-namespaces or namespace globs, the namespaces.
+#: Without them kopf warns and serves what it found at start-up. Discovery (/api, /apis) needs none.
+CLUSTER: tuple[Rule, ...] = (
+    Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("get", "list", "watch"),
+         "kopf's resource scanning"),
+    Rule("", ("namespaces",), ("list", "watch"), "kopf's namespace scanning (all namespaces or globs only)"),
+)
+
+
+def covers(group: str, resource: str, verb: str) -> bool:
+    """Whether the rules above allow one request (for tests and the chart's RBAC check)."""
+    return any(group == r.group and resource in r.resources and verb in r.verbs for r in NAMESPACED + CLUSTER)
