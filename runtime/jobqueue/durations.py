@@ -75,10 +75,13 @@ def _coerce(value: Any) -> Any:
         return value
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 500ms or 10s, not a boolean")
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        return parse_duration(value)
+    try:
+        if isinstance(value, int | float):
+            return timedelta(seconds=value)
+        if isinstance(value, str):
+            return parse_duration(value)
+    except OverflowError:  # pydantic reports only ValueError cleanly; this one would be a traceback
+        raise ValueError(f"duration {value!r} is out of range") from None
     raise ValueError(f"expected a duration such as 500ms or 10s, got {type(value).__name__}")
 
 
