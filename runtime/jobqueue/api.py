@@ -6,7 +6,7 @@ import asyncio
 import threading
 from collections.abc import Coroutine, Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ from jobqueue.errors import EnqueueError
 from jobqueue.job import Job
 from jobqueue.keys import QueueKeys
 from jobqueue.redis_conn import make_client
+from jobqueue.tracing import for_config
 
 T = TypeVar("T")
 
@@ -49,7 +50,12 @@ class Queue:
     """
 
     def __init__(
-        self, config: Config | None = None, *, redis: Redis | None = None, clock: Clock = SYSTEM_CLOCK
+        self,
+        config: Config | None = None,
+        *,
+        redis: Redis | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        tracer: Any = None,
     ) -> None:
         self.config = config or build_config()
         self.keys = QueueKeys(self.config.queue_name, tuple(self.config.worker.priorities))
@@ -58,6 +64,7 @@ class Queue:
         self.clock = clock
         self.broker = Broker(self.redis, self.keys, clock)
         self._max_bytes = self.config.producer.max_payload_bytes
+        self.tracing = for_config(self.config.observability.tracing, tracer)
 
     @classmethod
     def from_url(cls, url: str, queue_name: str = "default", priorities: Sequence[str] = ("high", "low")) -> Queue:
@@ -130,13 +137,23 @@ class Queue:
     ) -> str:
         """Enqueue one job (one round trip); returns its id."""
         spec = JobSpec(type, payload, priority, delay, job_id, max_retries, timeout, **extra)
-        item = self.build(spec)
-        await self.broker.enqueue([item])
-        return item.id
+        return (await self.enqueue_many([spec]))[0]
 
     async def enqueue_many(self, specs: Iterable[JobSpec], chunk: int = 1000) -> list[str]:
-        """Enqueue many jobs, one round trip per ``chunk``; all are validated before any is sent."""
-        items = [self.build(s) for s in specs]
+        """Enqueue many jobs, one round trip per ``chunk``; all are validated before any is sent.
+
+        With tracing on, one enqueue span covers the call and every job without a trace context
+        of its own carries it (W3C traceparent), so the worker's spans join the same trace.
+        """
+        if self.tracing is None:
+            return await self._send([self.build(s) for s in specs], chunk)
+        specs = list(specs)
+        with self.tracing.enqueue(self.keys.queue, len(specs)) as carrier:
+            items = [self.build(s if s.trace_context else replace(s, trace_context=carrier)) for s in specs]
+            self.tracing.annotate_ids([it.id for it in items])
+            return await self._send(items, chunk)
+
+    async def _send(self, items: list[EnqueueItem], chunk: int) -> list[str]:
         for i in range(0, len(items), chunk):
             await self.broker.enqueue(items[i : i + chunk])
         return [it.id for it in items]

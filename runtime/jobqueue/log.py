@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from jobqueue.errors import ConfigError
+
 _STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
 _LEVELS = {"warn": "warning"}
+LEVELS = ("debug", "info", "warning", "warn", "error", "critical")
+
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"']*:)[^@\s\"']+@", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Mask the password of any URL in a log line (a safety net: code logs redacted URLs already)."""
+    return _URL_PASSWORD.sub(r"\1***@", text) if "@" in text else text
 
 
 class _Context(logging.Filter):
@@ -46,7 +57,7 @@ class JsonFormatter(logging.Formatter):
         out.update(_extras(record))
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, separators=(",", ":"))
+        return redact(json.dumps(out, default=str, separators=(",", ":")))
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -56,13 +67,18 @@ class ConsoleFormatter(logging.Formatter):
         text = f"{t} {record.levelname:<7} {record.getMessage()}" + (f"  {fields}" if fields else "")
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return text
+        return redact(text)
 
 
 def configure_logging(
     level: str = "info", fmt: str = "auto", stream: TextIO | None = None, **context: Any
 ) -> logging.Handler:
-    """Install one handler on the root logger; returns it (tests remove it)."""
+    """Install one handler on the root logger; returns it (tests remove it).
+
+    ``context`` fields (role, worker_id) go on every line; ``set_context`` adds more later.
+    """
+    if level.lower() not in LEVELS:
+        raise ConfigError([f"observability.log_level: unknown level {level!r}; use one of {', '.join(LEVELS)}"])
     out = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     handler = logging.StreamHandler(out)
@@ -74,5 +90,14 @@ def configure_logging(
             root.removeHandler(old)
     handler._jobqueue = True  # type: ignore[attr-defined]
     root.addHandler(handler)
-    root.setLevel(_LEVELS.get(level, level).upper())
+    root.setLevel(_LEVELS.get(level.lower(), level.lower()).upper())
     return handler
+
+
+def set_context(**fields: Any) -> None:
+    """Add process-wide fields (e.g. worker_id once it is known) to the installed handler's lines."""
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "_jobqueue", False):
+            for f in handler.filters:
+                if isinstance(f, _Context):
+                    f.fields.update(fields)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import random
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,5 +102,6 @@ class Producer:
     async def _send(self, chunk: list[JobSpec], limiter: RateLimiter) -> int:
         await limiter.acquire(len(chunk))
         await self.queue.enqueue_many(chunk)
-        self.metrics.jobs_produced.inc(len(chunk))
+        for priority, n in Counter(spec.priority or self.cfg.default_priority for spec in chunk).items():
+            self.metrics.queue(priority).produced.inc(n)
         return len(chunk)

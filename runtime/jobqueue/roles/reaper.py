@@ -35,13 +35,24 @@ class Reaper:
             dead += len(result.dead)
             if result.requeued or result.dead:
                 self.metrics.jobs_reaped.inc(len(result.requeued) + len(result.dead))
-                self.metrics.jobs_dead_letter.inc(len(result.dead))
+                await self._count_dead(result.dead)
                 log.warning(
                     "recovered jobs from expired leases",
                     extra={"requeued": result.requeued[:20], "dead_lettered": result.dead[:20]},
                 )
             if len(result.requeued) + len(result.dead) < BATCH:
                 return requeued, dead
+
+    async def _count_dead(self, ids: list[str]) -> None:
+        """Dead letters by priority (the ``queue`` label): one pipelined read, only when some died."""
+        if not ids:
+            return
+        try:
+            priorities = await self.broker.job_field(ids, "prio")
+        except (RedisError, OSError):
+            priorities = [None] * len(ids)
+        for p in priorities:
+            self.metrics.queue(p or "unknown").dead_letter.inc()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -14,10 +14,15 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from jobqueue import tracing
 from jobqueue.api import Queue
+from jobqueue.broker import Broker
+from jobqueue.collector import QueueCollector
 from jobqueue.config import Config
 from jobqueue.errors import JobQueueError
 from jobqueue.health import Health, HttpServer
+from jobqueue.keys import QueueKeys
+from jobqueue.log import set_context
 from jobqueue.metrics import Metrics
 from jobqueue.redis_conn import check, describe, make_client
 from jobqueue.roles.producer import Producer
@@ -31,7 +36,9 @@ class Supervisor:
     def __init__(self, config: Config, role: str, metrics: Metrics | None = None) -> None:
         self.config = config
         self.role = role
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(process_metrics=True)
+        self.metrics.preset(config.worker.priorities, ("queue_stats",))
+        self.http: HttpServer | None = None
         self.stop = asyncio.Event()
         self._signals = 0
 
@@ -52,12 +59,24 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         server: HttpServer | None = None
+        provider = None
         try:
+            provider = tracing.setup(cfg.observability.tracing)
             await check(redis, cfg.redis)
             log.info("connected to redis", extra={"redis": describe(cfg.redis), "queue": cfg.queue_name})
             if cfg.observability.metrics_port:
-                server = HttpServer(
-                    cfg.observability.metrics_host, cfg.observability.metrics_port, self.metrics.registry, self.health
+                broker = Broker(redis, QueueKeys(cfg.queue_name, tuple(cfg.worker.priorities)))
+                collector = QueueCollector(
+                    broker, cfg.observability.queue_sample_interval.total_seconds(), self.metrics
+                )
+                self.metrics.registry.register(collector)
+                server = self.http = HttpServer(
+                    cfg.observability.metrics_host,
+                    cfg.observability.metrics_port,
+                    self.metrics.registry,
+                    self.health,
+                    collector=collector,
+                    ready_gauge=self.metrics.ready,
                 )
                 await server.start()
             return await self._run_components(redis)
@@ -70,6 +89,8 @@ class Supervisor:
             if server is not None:
                 await server.stop()
             await redis.aclose()
+            if provider is not None:
+                provider.shutdown()
 
     async def _run_components(self, redis: Any) -> int:
         cfg = self.config
@@ -80,6 +101,7 @@ class Supervisor:
             once["producer"] = lambda: Producer(queue, self.metrics).run(self.stop)
         if self.role in ("worker", "all"):
             worker = Worker(cfg, redis=redis, metrics=self.metrics)
+            set_context(worker_id=worker.worker_id)
             reaper = Reaper(worker.broker, cfg.worker.reaper_interval.total_seconds(), self.metrics)
             forever["worker"] = lambda: worker.run(self.stop)
             forever["reaper"] = lambda: reaper.run(self.stop)
@@ -87,7 +109,7 @@ class Supervisor:
             name: asyncio.create_task(fn(), name=name) for name, fn in {**once, **forever}.items()
         }
         for name, task in tasks.items():
-            self.health.watch(name, task)
+            self.health.watch(name, task, forever=name in forever)
         status = 0
         pending = set(tasks.values())
         while pending:

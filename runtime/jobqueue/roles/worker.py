@@ -9,6 +9,7 @@ next claim for the free slots, in one pipeline. When the queue is dry it blocks 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import os
@@ -16,6 +17,7 @@ import secrets
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,6 +44,7 @@ from jobqueue.job import ClaimedJob, Job
 from jobqueue.keys import QueueKeys
 from jobqueue.metrics import Metrics
 from jobqueue.redis_conn import make_client
+from jobqueue.tracing import for_config, log_fields
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -73,6 +76,9 @@ class _Outcome:
     reason: str = ""
     error: str = ""
     failed: bool = False
+    elapsed_s: float = 0.0
+    span: Any = None
+    trace_context: dict[str, str] | None = None
 
 
 class Worker:
@@ -88,6 +94,7 @@ class Worker:
         clock: Clock = SYSTEM_CLOCK,
         metrics: Metrics | None = None,
         worker_id: str | None = None,
+        tracer: Any = None,
     ) -> None:
         w = config.worker
         self.cfg = config
@@ -104,6 +111,8 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
         self.lease_ms = int(w.heartbeat_ttl.total_seconds() * 1000)
         self.metrics = metrics or Metrics()
+        self.metrics.preset(w.priorities, ("dispatch", "wake", "extend_lease"))
+        self.tracing = for_config(config.observability.tracing, tracer)
         self.breaker = CircuitBreaker(config.circuit_breaker, clock, on_change=self._breaker_changed)
         self.running: dict[str, _Running] = {}
         self.draining = False
@@ -228,6 +237,7 @@ class Worker:
         """While the dispatcher is hungry, block on the wake list and nudge it when a token arrives."""
         backoff = 0.05
         while True:
+            _reraise_if_cancelled()
             await self._hungry.wait()
             try:
                 got = await self.broker.wait_for_wake(self.blocking, WAKE_WAIT_S)
@@ -248,8 +258,9 @@ class Worker:
 
     def _start(self, cj: ClaimedJob, probe: bool) -> None:
         m = self.metrics
-        m.jobs_consumed.inc()
-        m.job_queue_wait.observe(max(self.clock.now_ms() - cj.ready_ms, 0) / 1000)
+        qm = m.queue(cj.priority)
+        qm.consumed.inc()
+        qm.wait.observe(max(self.clock.now_ms() - cj.ready_ms, 0) / 1000)
         try:
             job = Job.model_validate_json(cj.raw)
         except ValidationError as err:
@@ -267,21 +278,28 @@ class Worker:
         m.worker_active.set(len(self.running))
 
     def _bury_now(self, cj: ClaimedJob, reason: str, error: str) -> None:
-        log.warning(reason, extra={"job_id": cj.id, "queue": cj.priority, "error": error})
+        log.warning(
+            reason,
+            extra={"job_id": cj.id, "queue": cj.priority, "attempt": cj.attempts + 1, "error": error},
+        )
         self._outcomes.append(_Outcome("bury", cj, reason=reason, error=error))
         self._changed.set()
 
     async def _execute(self, running: _Running, job: Job, handler: Handler) -> None:
         cj = running.claimed
         timeout = job.timeout_s or self._job_timeout
+        span: Any = None
         started = time.perf_counter()
         outcome: _Outcome
         try:
-            async with asyncio.timeout(timeout):
-                if is_async(handler):
-                    await handler(job)
-                else:
-                    await asyncio.get_running_loop().run_in_executor(self._executor, handler, job)
+            with self._span(cj, job) as span:
+                async with asyncio.timeout(timeout):
+                    if is_async(handler):
+                        await handler(job)
+                    else:
+                        # The copied context carries the current span into the handler's thread.
+                        run = contextvars.copy_context().run
+                        await asyncio.get_running_loop().run_in_executor(self._executor, run, handler, job)
         except RetryJob as r:
             outcome = self._failure(cj, job, f"retry requested: {r}", r.delay_s)
         except PermanentJobError as err:
@@ -294,7 +312,10 @@ class Worker:
             outcome = _Outcome("ack", cj)
         elapsed = time.perf_counter() - started
         outcome.duration_ms = int(elapsed * 1000)
-        self.metrics.job_processing_duration.observe(elapsed)
+        outcome.elapsed_s = elapsed
+        outcome.span = span
+        outcome.trace_context = job.trace_context
+        self.metrics.queue(cj.priority).processing.observe(elapsed)
         if outcome.kind == "ack":
             self.breaker.record(True, running.probe)
         elif outcome.failed:
@@ -305,6 +326,11 @@ class Worker:
         self.metrics.worker_active.set(len(self.running))
         self._outcomes.append(outcome)
         self._changed.set()
+
+    def _span(self, cj: ClaimedJob, job: Job) -> AbstractContextManager[Any]:
+        if self.tracing is None:
+            return nullcontext()
+        return self.tracing.process(self.keys.queue, cj.id, cj.priority, cj.attempts + 1, job.trace_context)
 
     def _failure(self, cj: ClaimedJob, job: Job, error: str, delay_s: float | None) -> _Outcome:
         w = self.cfg.worker
@@ -352,23 +378,34 @@ class Worker:
         return calls, apply
 
     def _recorded(self, o: _Outcome, ok: bool) -> None:
-        m = self.metrics
-        cj = o.claimed
-        fields = {"job_id": cj.id, "queue": cj.priority, "attempt": cj.attempts + 1}
-        if o.failed:
-            m.jobs_failed.inc()
+        qm = self.metrics.queue(o.claimed.priority)
+        if o.kind != "ack":
+            qm.failed.inc()  # every attempt that did not succeed: retried or dead-lettered
         if not ok:
-            m.leases_lost.inc()
-            log.warning("result refused: lease was taken over", extra={**fields, "outcome": o.kind})
+            qm.lease_lost.inc()
+            log.warning("result refused: lease was taken over", extra={**self._fields(o), "outcome": o.kind})
         elif o.kind == "ack":
-            m.jobs_completed.inc()
-            log.debug("job completed", extra={**fields, "duration_ms": o.duration_ms})
+            qm.completed.inc()
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("job completed", extra=self._fields(o))
         elif o.kind == "retry":
-            m.jobs_retried.inc()
-            log.info("job failed, will retry", extra={**fields, "error": o.error, "due_ms": o.due_ms})
+            qm.retried.inc()
+            log.info("job failed, will retry", extra={**self._fields(o), "error": o.error, "due_ms": o.due_ms})
         else:
-            m.jobs_dead_letter.inc()
-            log.warning("job dead-lettered", extra={**fields, "reason": o.reason, "error": o.error})
+            qm.dead_letter.inc()
+            log.warning("job dead-lettered", extra={**self._fields(o), "reason": o.reason, "error": o.error})
+
+    def _fields(self, o: _Outcome) -> dict[str, Any]:
+        """The fields of a job event's log line."""
+        cj = o.claimed
+        return {
+            "job_id": cj.id,
+            "queue": cj.priority,
+            "attempt": cj.attempts + 1,
+            "worker_id": self.worker_id,
+            "duration_s": round(o.elapsed_s, 6),
+            **log_fields(o.span, o.trace_context),
+        }
 
     async def _flush(self) -> None:
         """Record pending outcomes now (no claim); retried until Redis takes them or we give up."""
@@ -391,6 +428,7 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         interval = self.lease_ms / 3000
         while True:
+            _reraise_if_cancelled()
             await asyncio.sleep(interval)
             held = [(job_id, r.claimed.token) for job_id, r in self.running.items()]
             try:
@@ -449,6 +487,14 @@ class Worker:
             new.name.lower().replace("_", "-"),
             extra={"from": old.name.lower(), "to": new.name.lower(), "why": why},
         )
+
+
+def _reraise_if_cancelled() -> None:
+    """A cancel can be swallowed inside redis-py (surfacing as a retried TimeoutError when it races
+    a read timeout), so a helper loop checks at each turn; otherwise shutdown waits forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _err_text(err: BaseException) -> str:
