@@ -7,12 +7,37 @@ import ssl
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import Connection, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
 
 from jobqueue.config import RedisConfig, redact_url
 from jobqueue.errors import RedisUnavailable
+
+try:
+    from redis.connection import HiredisRespSerializer
+    from redis.utils import HIREDIS_AVAILABLE
+except ImportError:  # pragma: no cover - older redis-py
+    HIREDIS_AVAILABLE = False
+
+
+class _HiredisPacking:
+    """redis-py's asyncio connections pack commands in pure Python; its sync ones use hiredis.
+    The worker sends long EVALSHA argument lists on every round trip, so pack them in C too."""
+
+    _packer = HiredisRespSerializer() if HIREDIS_AVAILABLE else None
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return self._packer.pack(*args)  # type: ignore[union-attr,no-any-return]
+
+
+class FastConnection(_HiredisPacking, Connection):
+    pass
+
+
+class FastSSLConnection(_HiredisPacking, SSLConnection):
+    pass
 
 
 def describe(cfg: RedisConfig) -> str:
@@ -37,11 +62,7 @@ def connection_kwargs(cfg: RedisConfig) -> dict[str, Any]:
     }
     tls = cfg.tls.enabled or (cfg.url or "").startswith("rediss://")
     if cfg.url:
-        from redis.asyncio.connection import parse_url
-
         kwargs.update(parse_url(cfg.url))
-        if kwargs.get("connection_class") is not None and not tls:
-            kwargs.pop("connection_class")
     else:
         host, _, port = cfg.addr.rpartition(":")
         kwargs.update(host=host, port=int(port), db=cfg.db)
@@ -49,10 +70,9 @@ def connection_kwargs(cfg: RedisConfig) -> dict[str, Any]:
         kwargs["username"] = cfg.username
     if cfg.password is not None and "password" not in kwargs:
         kwargs["password"] = cfg.password.get_secret_value()
+    kwargs.setdefault("connection_class", FastConnection if HIREDIS_AVAILABLE else Connection)  # unix:// keeps its own
     if tls:
-        from redis.asyncio.connection import SSLConnection
-
-        kwargs["connection_class"] = SSLConnection
+        kwargs["connection_class"] = FastSSLConnection if HIREDIS_AVAILABLE else SSLConnection
         kwargs["ssl_ca_certs"] = cfg.tls.ca_file
         kwargs["ssl_certfile"] = cfg.tls.cert_file
         kwargs["ssl_keyfile"] = cfg.tls.key_file
