@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-_HEADER = re.compile(r"^--\s+(KEYS|ARGV)\[(\d+)(\.\.)?")
+_HEADER = re.compile(r"^--\s+(KEYS|ARGV)\[(\d+)([^\]]*)\]")
+"""A header line naming KEYS[n] / ARGV[n]; anything after n ("..", "+P..") marks a variadic tail."""
 
 
 @dataclass(frozen=True)

@@ -58,11 +58,12 @@ class RedisServer:
             str(self.dir / "redis.log"),
             *self.extra,
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(self.dir / "stderr.log", "wb") as err_file:
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err_file)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                err = (self.dir / "stderr.log").read_text(errors="replace")
                 log = (self.dir / "redis.log").read_text() if (self.dir / "redis.log").exists() else ""
                 raise RuntimeError(f"redis-server exited at start: {err}{log[-2000:]}")
             try:
