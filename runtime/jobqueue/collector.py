@@ -39,10 +39,10 @@ class QueueCollector(Collector):
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> QueueStats | None:
-        """Read the figures unless the last read is recent enough; concurrent scrapes share one read."""
+        """Read the figures unless the last good read is recent enough; concurrent scrapes share one read."""
         async with self._lock:
-            if time.monotonic() - self._read_at < self.min_interval_s:
-                return self.stats
+            if self.stats is not None and time.monotonic() - self._read_at < self.min_interval_s:
+                return self.stats  # a failed read is retried at the next scrape
             try:
                 async with asyncio.timeout(TIMEOUT_S):
                     self.stats = await self.broker.queue_stats()
