@@ -209,9 +209,7 @@ async def test_every_final_transition_refuses_a_stale_token(broker: Broker, redi
     assert await snapshot(redis) == before
 
 
-async def test_release_puts_the_job_back_at_the_head_without_counting_an_attempt(
-    broker: Broker, redis: Redis
-) -> None:
+async def test_release_puts_the_job_back_at_the_head_without_counting_an_attempt(broker: Broker, redis: Redis) -> None:
     await seed_pending(broker, ("a", "low"), ("b", "low"))
     await redis.delete(P + "wake")
     a, token = await claim_one(broker)
