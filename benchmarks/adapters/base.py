@@ -36,6 +36,8 @@ class Adapter:
     """Exact worker/producer settings used, for the README."""
     bulk_api: ClassVar[str | None] = None
     """The library's many-jobs-at-once enqueue call, if it has one, and whether it batches."""
+    guarantee: ClassVar[str]
+    """Short form of ``delivery`` for the table."""
     at_least_once: ClassVar[bool] = False
     """True if a job whose worker died is run again without per-job opt-in, with these settings."""
     probe_each: ClassVar[bool] = False

@@ -32,6 +32,8 @@ class ArqAdapter(Adapter):
         "`arq WorkerSettings`, `max_jobs = 8`, defaults otherwise (poll_delay 0.5 s, keep_result 3600 s); "
         "`ArqRedis.enqueue_job('noop', i)`"
     )
+    guarantee = "at-least-once"
+    at_least_once = True
 
     async def open(self) -> None:
         self.pool: ArqRedis = await create_pool(RedisSettings.from_dsn(self.url))

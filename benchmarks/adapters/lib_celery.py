@@ -43,6 +43,7 @@ class CeleryAdapter(Adapter):
         "`task.delay(i)`"
     )
     bulk_api = "`group(task.s(i) ...).apply_async()` (one publish round trip per task)"
+    guarantee = "at-least-once (`acks_late`)"
     at_least_once = True
 
     async def open(self) -> None:

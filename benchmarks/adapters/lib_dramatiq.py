@@ -31,6 +31,7 @@ class DramatiqAdapter(Adapter):
         "defaults otherwise (worker_timeout 1000 ms: idle polling backs off up to 1 s); `actor.send(i)`"
     )
     bulk_api = "`group([...]).run()` (one enqueue round trip per message)"
+    guarantee = "at-least-once"
     at_least_once = True
 
     async def open(self) -> None:

@@ -30,6 +30,7 @@ class HueyAdapter(Adapter):
         "defaults otherwise; `task(i)`"
     )
     bulk_api = "`task.map(ids)` (one enqueue round trip per task)"
+    guarantee = "at-most-once"
 
     async def open(self) -> None:
         self.huey = RedisHuey("bench", url=self.url)

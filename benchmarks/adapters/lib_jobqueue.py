@@ -44,6 +44,7 @@ class JobqueueAdapter(Adapter):
         "async no-op handler by `worker.handler`"
     )
     bulk_api = "`Queue.enqueue_many` (one EVALSHA per 1000 jobs)"
+    guarantee = "at-least-once"
     at_least_once = True
 
     async def open(self) -> None:

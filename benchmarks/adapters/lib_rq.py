@@ -26,6 +26,7 @@ class RQAdapter(Adapter):
         "`Queue('default').enqueue(noop, i)`, defaults otherwise (result_ttl 500 s)"
     )
     bulk_api = "`Queue.enqueue_many` (one pipeline)"
+    guarantee = "only with per-job `Retry`"
     probe_each = True  # jobs run in short-lived forks: count them in the benchmark process
 
     async def open(self) -> None:

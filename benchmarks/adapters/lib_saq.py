@@ -28,6 +28,7 @@ class SaqAdapter(Adapter):
         "job whose worker died"
     )
     settings = "`saq settings` (1 process), `concurrency: 8`, defaults otherwise; `Queue.enqueue('noop', i=i)`"
+    guarantee = "only with per-job `retries >= 2`"
 
     async def open(self) -> None:
         self.q = Queue.from_url(self.url)

@@ -59,6 +59,7 @@ class _Taskiq(Adapter):
 class TaskiqListAdapter(_Taskiq):
     name = "taskiq (ListQueueBroker)"
     attr = "list_broker"
+    guarantee = "at-most-once"
     delivery = "at-most-once (BRPOP removes the message before the task runs)"
     settings = (
         "`taskiq worker --workers 1 --max-async-tasks 8`, `ListQueueBroker`, no result backend, "
@@ -77,6 +78,7 @@ class TaskiqStreamAdapter(_Taskiq):
         "`taskiq worker --workers 1 --max-async-tasks 8`, `RedisStreamBroker`, no result backend, "
         "defaults otherwise (ack when saved); `task.kiq(i)`"
     )
+    guarantee = "at-least-once"
     at_least_once = True
 
     def make_broker(self) -> AsyncBroker:
