@@ -21,7 +21,7 @@ from jobqueue.log import configure_logging
 log = logging.getLogger("jobqueue.cli")
 
 ROLES = ("producer", "worker", "all", "admin", "operator")
-ADMIN_CMDS = ("stats", "peek", "purge-dlq")
+ADMIN_CMDS = ("stats", "peek", "purge-dlq", "requeue-dlq", "inspect", "workers", "enqueue", "bench", "config")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,9 +34,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="store_true", help="print the version and exit")
     admin = p.add_argument_group("admin (--role=admin)")
     admin.add_argument("--admin-cmd", choices=ADMIN_CMDS, help="admin command")
-    admin.add_argument("--queue", help="priority name, or dlq / scheduled / active / completed (peek)")
-    admin.add_argument("--n", type=int, default=10, help="how many jobs (peek; default 10)")
+    admin.add_argument("--queue", help="priority name, or dlq / scheduled / active / completed (peek, enqueue)")
+    admin.add_argument("--n", type=int, help="how many jobs (peek: default 10; requeue-dlq: default all)")
+    admin.add_argument("--id", help="one job id (inspect, requeue-dlq, purge-dlq, enqueue)")
     admin.add_argument("--yes", action="store_true", help="confirm a destructive command")
+    admin.add_argument("--payload", help="job payload as JSON (enqueue)")
+    admin.add_argument("--type", default="", help="job type, i.e. registered handler name (enqueue, bench)")
+    admin.add_argument("--delay", help="run the job after this long, e.g. 10s or 1m30s (enqueue)")
+    admin.add_argument(
+        "--output", choices=("json", "table"), help="result format (default: table on a terminal, else json)"
+    )
+    admin.add_argument("--bench-count", type=int, default=1000, help="jobs to send (bench; default 1000)")
+    admin.add_argument("--bench-rate", type=float, default=0, help="jobs per second, 0 = at once (bench; default 0)")
+    admin.add_argument("--bench-priority", help="priority of the jobs (bench; default producer.default_priority)")
+    admin.add_argument("--bench-timeout", default="60s", help="longest wait for completion (bench; default 60s)")
     return p
 
 
@@ -82,35 +93,78 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _admin(cfg: Config, args: argparse.Namespace) -> int:
+    """Run one admin command; 0 done, 1 failed (Redis, missing job, incomplete bench), 2 bad usage."""
     from redis.exceptions import RedisError
 
-    from jobqueue.broker import Broker
-    from jobqueue.keys import QueueKeys
+    from jobqueue.api import Queue
+    from jobqueue.durations import parse_duration
     from jobqueue.redis_conn import check, make_client
-    from jobqueue.roles import admin
+    from jobqueue.roles import admin, bench
+    from jobqueue.roles.admin_render import render
 
+    if args.admin_cmd == "config":  # no Redis needed
+        return _print(args, "config", cfg.redacted())
     redis = make_client(cfg.redis)
-    broker = Broker(redis, QueueKeys(cfg.queue_name, tuple(cfg.worker.priorities)))
+    queue = Queue(cfg, redis=redis)
+    broker = queue.broker
     result: Any
     try:
+        cmd = args.admin_cmd
+        if cmd in ("peek", "inspect") and not (args.queue if cmd == "peek" else args.id):
+            need = "--queue (a priority name, dlq, scheduled, active or completed)" if cmd == "peek" else "--id"
+            raise admin.UsageError(f"{cmd} needs {need}")
+        if cmd == "bench":
+            if args.bench_count < 1 or args.bench_rate < 0:
+                raise admin.UsageError("--bench-count must be at least 1 and --bench-rate at least 0")
+            try:
+                timeout_s = parse_duration(args.bench_timeout).total_seconds()
+            except ValueError as err:
+                raise admin.UsageError(f"--bench-timeout: {err}") from None
+            priority = args.bench_priority or cfg.producer.default_priority
+            if priority not in cfg.worker.priorities:
+                raise admin.UsageError(f"--bench-priority {priority!r} is not one of {cfg.worker.priorities}")
         await check(redis, cfg.redis)
-        if args.admin_cmd == "stats":
+        if cmd == "stats":
             result = await admin.stats(broker)
-        elif args.admin_cmd == "peek":
-            if not args.queue:
-                raise admin.UsageError("peek needs --queue (a priority name, dlq, scheduled, active or completed)")
-            result = await admin.peek(broker, args.queue, args.n)
+        elif cmd == "peek":
+            result = await admin.peek(broker, args.queue, 10 if args.n is None else args.n)
+        elif cmd == "purge-dlq":
+            result = await admin.purge_dlq(broker, args.yes, args.id)
+        elif cmd == "requeue-dlq":
+            result = await admin.requeue_dlq(broker, args.yes, args.id, args.n)
+        elif cmd == "inspect":
+            result = await admin.inspect(broker, args.id)
+        elif cmd == "workers":
+            result = await admin.workers(broker)
+        elif cmd == "enqueue":
+            result = await admin.enqueue(
+                queue, args.queue, args.payload, delay=args.delay, job_id=args.id, job_type=args.type
+            )
         else:
-            result = await admin.purge_dlq(broker, args.yes)
+            result = await bench.run(
+                queue, args.bench_count, args.bench_rate, priority, timeout_s=timeout_s, job_type=args.type
+            )
+            _print(args, cmd, result)
+            return 0 if result["ok"] else 1
     except admin.UsageError as err:
         print(f"job-queue-system: {err}", file=sys.stderr)
         return 2
-    except (JobQueueError, RedisError) as err:
+    except (JobQueueError, RedisError, OSError) as err:
         print(f"job-queue-system: {err}", file=sys.stderr)
         return 1
     finally:
         await redis.aclose()
-    print(json.dumps(result, indent=2, default=str))
+    return _print(args, args.admin_cmd, result, render)
+
+
+def _print(args: argparse.Namespace, cmd: str, result: Any, render: Any = None) -> int:
+    as_table = args.output == "table" or (args.output is None and sys.stdout.isatty())
+    if as_table:
+        if render is None:
+            from jobqueue.roles.admin_render import render
+        print(render(cmd, result))
+    else:
+        print(json.dumps(result, indent=2, default=str))
     return 0
 
 
