@@ -112,6 +112,7 @@ class Worker:
         self.lease_ms = int(w.heartbeat_ttl.total_seconds() * 1000)
         self.metrics = metrics or Metrics()
         self.metrics.preset(w.priorities, ("dispatch", "wake", "extend_lease"))
+        self.metrics.worker_active.set_function(lambda: len(self.running))  # read at scrape, free per job
         self.tracing = for_config(config.observability.tracing, tracer)
         self.breaker = CircuitBreaker(config.circuit_breaker, clock, on_change=self._breaker_changed)
         self.running: dict[str, _Running] = {}
@@ -275,7 +276,6 @@ class Worker:
         running = _Running(cj, None, probe)
         self.running[cj.id] = running
         running.task = asyncio.create_task(self._execute(running, job, handler), name=f"job-{cj.id}")
-        m.worker_active.set(len(self.running))
 
     def _bury_now(self, cj: ClaimedJob, reason: str, error: str) -> None:
         log.warning(
@@ -323,7 +323,6 @@ class Worker:
         elif running.probe:
             self.breaker.probe_not_used()
         del self.running[cj.id]
-        self.metrics.worker_active.set(len(self.running))
         self._outcomes.append(outcome)
         self._changed.set()
 
