@@ -137,6 +137,8 @@ class Worker:
             "version": __version__,
         }
         await self.broker.register_worker(self.worker_id, self.lease_ms, info)
+        # Connect the wake-list client now: a connect cancelled half-way at shutdown leaks its socket.
+        await self.blocking.ping()
         log.info(
             "worker started",
             extra={"worker_id": self.worker_id, "concurrency": self.cfg.worker.count, "queue": self.keys.queue},

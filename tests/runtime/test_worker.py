@@ -1,0 +1,282 @@
+"""The worker in-process against a real Redis: priority, retries, DLQ, timeouts, leases, draining."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from redis_server import RedisServer
+
+import jobqueue
+from jobqueue import HandlerRegistry, Job, JobSpec, PermanentJobError, Queue, RetryJob, Worker
+from jobqueue.roles.reaper import Reaper
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll with a deadline (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def config(server: RedisServer, **worker: Any) -> jobqueue.Config:
+    w = {"count": 4, "max_retries": 2, "backoff": {"base": "10ms", "max": "40ms"}, "heartbeat_ttl": "2s"}
+    w.update(worker)
+    return jobqueue.build_config(
+        {
+            "queue_name": "wt",
+            "redis": {"url": server.url},
+            "worker": w,
+            "circuit_breaker": {"enabled": False},
+            "observability": {"metrics_port": 0},
+        }
+    )
+
+
+@asynccontextmanager
+async def running(cfg: jobqueue.Config, registry: HandlerRegistry) -> AsyncIterator[Worker]:
+    worker = Worker(cfg, registry=registry)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_jobs_run_in_strict_priority_order(redis_server: RedisServer, redis: Any) -> None:
+    cfg = config(redis_server, count=1)
+    order: list[str] = []
+    reg = HandlerRegistry()
+
+    async def rec(job: Job) -> None:
+        order.append(job.payload)
+
+    reg.register("rec", rec)
+    async with Queue(cfg) as q:
+        await q.enqueue_many([JobSpec("rec", f"low{i}", priority="low") for i in range(3)])
+        await q.enqueue_many([JobSpec("rec", f"high{i}", priority="high") for i in range(3)])
+        async with running(cfg, reg):
+            await eventually(lambda: _true(len(order) == 6), what="6 jobs")
+    assert order == ["high0", "high1", "high2", "low0", "low1", "low2"]
+
+
+async def _true(v: bool) -> bool:
+    return v
+
+
+async def test_a_failing_job_retries_with_backoff_then_goes_to_the_dlq_with_its_error(
+    redis_server: RedisServer, redis: Any
+) -> None:
+    cfg = config(redis_server, max_retries=2, backoff={"base": "50ms", "max": "50ms", "jitter": 0})
+    times: list[float] = []
+    reg = HandlerRegistry()
+
+    def boom(job: Job) -> None:
+        times.append(time.monotonic())
+        raise ValueError(f"attempt {job.attempt} failed")
+
+    reg.register("boom", boom)
+    async with Queue(cfg) as q:
+        job_id = await q.enqueue("boom", {"x": 1})
+        async with running(cfg, reg) as w:
+            await eventually(lambda: _dead(q, 1), what="job in DLQ")
+            record = await w.broker.get_job(job_id)
+        stats = await q.stats()
+    assert len(times) == 3  # first run + max_retries
+    assert all(b - a >= 0.045 for a, b in zip(times, times[1:], strict=False))  # backoff was honoured
+    assert record is not None
+    assert record["state"] == "dead"
+    assert record["reason"] == "max retries exceeded"
+    assert record["error"] == "ValueError: attempt 3 failed"
+    assert record["attempts"] == "3"
+    assert stats.counters == {"retried": 2, "dead": 1}
+
+
+async def _dead(q: Queue, n: int) -> bool:
+    return (await q.stats()).dead >= n
+
+
+async def test_a_malformed_payload_goes_to_the_dlq_with_the_reason_and_nothing_else_is_lost(
+    redis_server: RedisServer, redis: Any
+) -> None:
+    cfg = config(redis_server)
+    done: list[str] = []
+    reg = HandlerRegistry()
+
+    async def ok(job: Job) -> None:
+        done.append(job.payload)
+
+    reg.register("ok", ok)
+    async with Queue(cfg) as q:
+        await q.enqueue("ok", "before")
+        await redis.lpush(q.keys.pending("low"), b"\xff\xfe not json", b'{"id": 5, "retries": "x"}')
+        await q.enqueue("ok", "after")
+        async with running(cfg, reg) as w:
+            await eventually(lambda: _dead(q, 2), what="2 malformed jobs dead-lettered")
+            await eventually(lambda: _true(len(done) == 2), what="good jobs done")
+            dead = await w.broker.get_jobs(await w.broker.peek_ids("dead", 10))
+    assert sorted(done) == ["after", "before"]
+    assert all(r is not None and r["reason"] == "malformed payload" for r in dead)
+    assert any(r is not None and "retries" in r["error"] for r in dead)
+
+
+async def test_a_job_over_its_timeout_fails_and_retries(redis_server: RedisServer, redis: Any) -> None:
+    cfg = config(redis_server, max_retries=1)
+    reg = HandlerRegistry()
+
+    async def slow(job: Job) -> None:
+        await asyncio.sleep(30)
+
+    reg.register("slow", slow)
+    async with Queue(cfg) as q:
+        job_id = await q.enqueue("slow", None, timeout=0.05)
+        async with running(cfg, reg) as w:
+            await eventually(lambda: _dead(q, 1), what="timed-out job dead-lettered")
+            record = await w.broker.get_job(job_id)
+    assert record is not None and record["error"] == "timed out after 0.05s" and record["attempts"] == "2"
+
+
+async def test_retry_job_and_permanent_error_are_honoured(redis_server: RedisServer, redis: Any) -> None:
+    cfg = config(redis_server, max_retries=5)
+    calls: dict[str, int] = {"again": 0, "never": 0}
+    reg = HandlerRegistry()
+
+    async def again(job: Job) -> None:
+        calls["again"] += 1
+        if job.attempt < 3:
+            raise RetryJob(delay=0.01)
+
+    async def never(job: Job) -> None:
+        calls["never"] += 1
+        raise PermanentJobError("bad input")
+
+    reg.register("again", again)
+    reg.register("never", never)
+    async with Queue(cfg) as q:
+        await q.enqueue("again")
+        never_id = await q.enqueue("never")
+        async with running(cfg, reg) as w:
+            await eventually(lambda: _completed(q, 1), what="retried job completes")
+            await eventually(lambda: _dead(q, 1), what="permanent failure dead-lettered")
+            record = await w.broker.get_job(never_id)
+    assert calls == {"again": 3, "never": 1}
+    assert record is not None and record["reason"] == "permanent error"
+    assert record["error"] == "PermanentJobError: bad input"
+
+
+async def _completed(q: Queue, n: int) -> bool:
+    return (await q.stats()).counters.get("completed", 0) >= n
+
+
+async def test_sync_handlers_run_in_a_thread_and_async_ones_on_the_loop(redis_server: RedisServer, redis: Any) -> None:
+    cfg = config(redis_server)
+    seen: dict[str, str] = {}
+    reg = HandlerRegistry()
+
+    def sync(job: Job) -> None:
+        seen["sync"] = threading.current_thread().name
+
+    async def coro(job: Job) -> None:
+        seen["async"] = threading.current_thread().name
+
+    reg.register("sync", sync)
+    reg.register("async", coro)
+    async with Queue(cfg) as q:
+        await q.enqueue("sync")
+        await q.enqueue("async")
+        async with running(cfg, reg):
+            await eventually(lambda: _completed(q, 2), what="both done")
+    assert seen["sync"].startswith("jobqueue-job")
+    assert seen["async"] == threading.current_thread().name
+
+
+async def test_an_unknown_job_type_is_dead_lettered_not_run(redis_server: RedisServer, redis: Any) -> None:
+    cfg = config(redis_server)
+    async with Queue(cfg) as q:
+        job_id = await q.enqueue("no-such-handler", {"rm": "-rf /"})
+        async with running(cfg, HandlerRegistry()) as w:
+            await eventually(lambda: _dead(q, 1), what="unknown type dead-lettered")
+            record = await w.broker.get_job(job_id)
+    assert record is not None and record["reason"] == "no handler"
+
+
+async def test_a_job_longer_than_the_lease_is_renewed_not_reaped(redis_server: RedisServer, redis: Any) -> None:
+    cfg = config(redis_server, heartbeat_ttl="1s")
+    runs: list[int] = []
+    reg = HandlerRegistry()
+
+    async def long(job: Job) -> None:
+        runs.append(job.attempt)
+        await asyncio.sleep(2.5)  # the work itself, 2.5 lease lengths
+
+    reg.register("long", long)
+    async with Queue(cfg) as q:
+        await q.enqueue("long")
+        async with running(cfg, reg) as w:
+            reaper = Reaper(w.broker, 0.1)
+            stop = asyncio.Event()
+            reaping = asyncio.create_task(reaper.run(stop))
+            await eventually(lambda: _completed(q, 1), timeout=10, what="long job completes")
+            stop.set()
+            await reaping
+        stats = await q.stats()
+    assert runs == [1]
+    assert stats.counters.get("reaped", 0) == 0
+
+
+async def test_stopping_lets_short_jobs_finish_and_requeues_long_ones_at_the_head(
+    redis_server: RedisServer, redis: Any
+) -> None:
+    cfg = config(redis_server, count=2, shutdown_timeout="300ms")
+    started: list[str] = []
+    finished: list[str] = []
+    reg = HandlerRegistry()
+
+    async def work(job: Job) -> None:
+        started.append(job.payload["name"])
+        await asyncio.sleep(job.payload["s"])
+        finished.append(job.payload["name"])
+
+    reg.register("work", work)
+    async with Queue(cfg) as q:
+        await q.enqueue("work", {"name": "short", "s": 0.05}, priority="high")
+        long_id = await q.enqueue("work", {"name": "long", "s": 60}, priority="high")
+        await q.enqueue("work", {"name": "queued", "s": 0}, priority="low")
+        worker = Worker(cfg, registry=reg)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        await eventually(lambda: _true(len(started) == 2), what="both high jobs started")
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        stats = await q.stats()
+        record = await q.broker.get_job(long_id)  # the worker closed its own client on exit
+        head = await q.broker.peek_ids("high", 1)
+    assert finished == ["short"]
+    assert record is not None and record["state"] == "pending" and record["attempts"] == "0"
+    assert head == [long_id]
+    assert (stats.in_flight, stats.pending) == (0, 2)
+    assert stats.live_workers == 0
+
+
+async def test_an_idle_worker_picks_up_a_new_job_without_polling(redis_server: RedisServer, redis: Any) -> None:
+    cfg = config(redis_server)
+    got = asyncio.Event()
+    reg = HandlerRegistry()
+
+    async def mark(job: Job) -> None:
+        got.set()
+
+    reg.register("mark", mark)
+    async with running(cfg, reg) as w, Queue(cfg) as q:
+        await eventually(lambda: _true(w._hungry.is_set()), what="worker idle on the wake list")
+        await q.enqueue("mark")
+        await asyncio.wait_for(got.wait(), 2)
