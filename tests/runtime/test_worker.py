@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -92,7 +93,7 @@ async def test_a_failing_job_retries_with_backoff_then_goes_to_the_dlq_with_its_
             record = await w.broker.get_job(job_id)
         stats = await q.stats()
     assert len(times) == 3  # first run + max_retries
-    assert all(b - a >= 0.045 for a, b in zip(times, times[1:], strict=False))  # backoff was honoured
+    assert all(b - a >= 0.045 for a, b in itertools.pairwise(times))  # backoff was honoured
     assert record is not None
     assert record["state"] == "dead"
     assert record["reason"] == "max retries exceeded"
