@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 from redis.asyncio import Redis
 
+from jobqueue.batching import GroupCommit
 from jobqueue.broker import Broker, EnqueueItem, QueueStats
 from jobqueue.clock import SYSTEM_CLOCK, Clock
 from jobqueue.config import Config, build_config
@@ -64,6 +65,7 @@ class Queue:
         self.clock = clock
         self.broker = Broker(self.redis, self.keys, clock)
         self._max_bytes = self.config.producer.max_payload_bytes
+        self._group: GroupCommit[EnqueueItem, bool] = GroupCommit(self.broker.enqueue)
         self.tracing = for_config(self.config.observability.tracing, tracer)
 
     @classmethod
@@ -154,6 +156,9 @@ class Queue:
             return await self._send(items, chunk)
 
     async def _send(self, items: list[EnqueueItem], chunk: int) -> list[str]:
+        if len(items) == 1:
+            await self._group.submit(items[0])
+            return [items[0].id]
         for i in range(0, len(items), chunk):
             await self.broker.enqueue(items[i : i + chunk])
         return [it.id for it in items]
