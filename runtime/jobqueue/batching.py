@@ -10,21 +10,21 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-I = TypeVar("I")
-R = TypeVar("R")
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 
 
-class GroupCommit(Generic[I, R]):
-    def __init__(self, send: Callable[[list[I]], Awaitable[list[R]]], max_batch: int = 1000) -> None:
+class GroupCommit(Generic[ItemT, ResultT]):
+    def __init__(self, send: Callable[[list[ItemT]], Awaitable[list[ResultT]]], max_batch: int = 1000) -> None:
         self._send = send
         self._max = max_batch
         self._busy = False
-        self._pending: list[tuple[I, asyncio.Future[R]]] = []
+        self._pending: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
-    async def submit(self, item: I) -> R:
+    async def submit(self, item: ItemT) -> ResultT:
         if self._busy:
-            fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
             self._pending.append((item, fut))
             return await fut
         self._busy = True
