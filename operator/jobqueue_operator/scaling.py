@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from jobqueue_operator.models import HPAScalingPolicy, HPAScalingRules, JobQueueSpec
 
@@ -88,11 +88,13 @@ class History:
 
     recommendations: tuple[tuple[float, int], ...] = ()
     changes: tuple[tuple[float, int, int], ...] = ()  # (when, from, to)
+    started: float | None = None  # first decision: no scale-down until a full window is observed
 
     def trimmed(self, now: float, keep_s: float) -> History:
         return History(
             tuple(r for r in self.recommendations if now - r[0] <= keep_s),
             tuple(c for c in self.changes if now - c[0] <= keep_s),
+            self.started,
         )
 
 
@@ -111,9 +113,10 @@ def _recommend(p: Policy, o: Observation) -> tuple[int, str]:
         why = f"backlog {o.backlog} / {p.target_per_worker} per worker = {raw}"
     if o.busy > raw:
         raw, why = o.busy, f"{why}; {o.busy} busy workers kept"
-    if raw == 0 and o.last_active is not None and o.now - o.last_active < p.scale_to_zero_delay_s:
+    recent = o.last_active is not None and o.now - o.last_active < p.scale_to_zero_delay_s
+    if raw == 0 and o.current > 0 and recent and o.last_active is not None:
         idle = max(0.0, o.now - o.last_active)
-        raw, why = 1, f"{why}; idle {idle:.0f}s < scale-to-zero delay {p.scale_to_zero_delay_s:.0f}s"
+        raw, why = 1, f"{why}; idle {idle:.1f}s < scale-to-zero delay {p.scale_to_zero_delay_s:g}s"
     clamped = min(max(raw, p.min_replicas), p.max_replicas)
     if clamped != raw:
         why = f"{why}; clamped to [{p.min_replicas}, {p.max_replicas}]"
@@ -153,16 +156,20 @@ def decide(p: Policy, o: Observation, history: History = History()) -> Decision:
     if p.paused:
         return Decision(o.current, "", history)
     rec, why = _recommend(p, o)
+    if history.started is None:
+        history = replace(history, started=o.now)
     keep = max(
         p.up.window_s,
         p.down.window_s,
         *(pol[2] for pol in p.up.policies + p.down.policies),
         1,
     )
-    hist = History((*history.recommendations, (o.now, rec)), history.changes).trimmed(o.now, keep)
+    hist = History((*history.recommendations, (o.now, rec)), history.changes, history.started).trimmed(o.now, keep)
     in_up = [r for t, r in hist.recommendations if o.now - t <= p.up.window_s]
     in_down = [r for t, r in hist.recommendations if o.now - t <= p.down.window_s]
     up_rec, down_rec = min(in_up), max(in_down)
+    if hist.started is not None and o.now - hist.started < p.down.window_s:
+        down_rec = max(down_rec, o.current)  # after a (re)start we have not seen a whole window yet
     if rec == 0 and down_rec <= 1:
         # The last step to zero is governed by scaleToZeroDelaySeconds, already waited in _recommend.
         down_rec = 0
@@ -175,12 +182,12 @@ def decide(p: Policy, o: Observation, history: History = History()) -> Decision:
     elif down_rec < o.current:
         desired, reason = down_rec, f"down: {why}"
         if down_rec != rec:
-            reason = f"{reason}; highest recommendation in the {p.down.window_s:.0f}s window is {down_rec}"
+            reason = f"{reason}; highest recommendation in the {p.down.window_s:g}s window is {down_rec}"
         limit = _limit(p.down, hist, o.now, o.current, up=False)
         if limit is not None and limit > desired:
             desired, reason = min(limit, o.current), f"{reason}; limited by scaleDown policy to {limit}"
     if desired != o.current:
-        hist = History(hist.recommendations, (*hist.changes, (o.now, o.current, desired)))
+        hist = History(hist.recommendations, (*hist.changes, (o.now, o.current, desired)), hist.started)
     else:
         reason = ""
     return Decision(desired, reason, hist)

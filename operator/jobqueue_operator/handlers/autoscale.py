@@ -32,6 +32,7 @@ from jobqueue_operator.status import Conditions, now_iso, phase
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 STATS_TIMEOUT_S = 5.0
 INVALID_RETRY_S = 5.0
+MISSING_RETRY_S = 0.5
 
 
 @dataclass
@@ -128,7 +129,7 @@ class Scaler:
 
         deployment = await self.kube.get("Deployment", self.namespace, self.names.deployment)
         if deployment is None:
-            return interval  # reconcile creates it
+            return min(interval, MISSING_RETRY_S)  # the reconcile handler is creating it
         current = int(deployment.get("spec", {}).get("replicas") or 0)
         desired, busy = current, None
         if spec.scaling.mode == "builtin" and not spec.scaling.paused:
@@ -141,14 +142,10 @@ class Scaler:
 
     async def _decide(self, spec: JobQueueSpec, probe: QueueProbe, stats: Any, *, backlog: int,
                       current: int, now: float) -> tuple[int, int | None]:
-        policy = scaling.policy_from_spec(spec)
-        obs = scaling.Observation(now, current, backlog, 0, self.state.last_active)
-        decision = scaling.decide(policy, obs, self.state.history)
-        busy: int | None = 0
-        if decision.desired < current and stats.in_flight > 0:
-            busy = await probe.busy_workers(stats)
-            obs = scaling.Observation(now, current, backlog, current if busy is None else busy, self.state.last_active)
-            decision = scaling.decide(policy, obs, self.state.history)
+        busy = await probe.busy_workers(stats)  # 0 without a round trip when nothing is in flight
+        floor = current if busy is None else busy  # too many to count: assume every pod is busy
+        obs = scaling.Observation(now, current, backlog, floor, self.state.last_active)
+        decision = scaling.decide(scaling.policy_from_spec(spec), obs, self.state.history)
         self.state.history = decision.history
         if decision.desired != current:
             await self._scale(current, decision)

@@ -124,9 +124,12 @@ async def reconcile(
     conditions.set("Paused", parsed.scaling.paused, "Paused" if parsed.scaling.paused else "NotPaused",
                    "spec.scaling.paused freezes replicas" if parsed.scaling.paused else "", generation)
     fields: dict[str, Any] = {"observedGeneration": generation, "selector": builders.selector_string(name)}
-    if (body.get("status") or {}).get("phase") in (None, "Invalid"):
+    scaler = memo.get("scaler")
+    if getattr(scaler, "last_status", None) is None:  # the autoscaler has not reported yet
         fields["phase"] = "Paused" if parsed.scaling.paused else "Pending"
     await write_status(kube, namespace, name, conditions, fields)
+    if scaler is not None:
+        scaler.last_status = None  # make the autoscaler write its whole view again
 
 
 async def deleted(*, name: str, namespace: str, logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
