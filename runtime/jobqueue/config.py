@@ -46,7 +46,9 @@ IGNORED_KEYS: frozenset[str] = frozenset(
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, validate_default=True, use_attribute_docstrings=True
+    )
 
 
 class TLSConfig(_Section):
