@@ -99,6 +99,7 @@ def get(url: str) -> tuple[int, str]:
 
 
 FORMS = ["url", "yaml", "env"]
+SHORT = {"--admin-cmd=stats", "--admin-cmd=config", "--admin-cmd=workers"}
 
 
 @pytest.mark.slow
@@ -184,7 +185,8 @@ def test_admin_output_never_shows_the_password(server: TLSRedis, tmp_path: Path,
     path, env = setup(server, tmp_path, form, SECRET)
     outputs: list[str] = []
     stdouts: list[str] = []
-    for args in ADMIN:
+    # Every command with the password in the URL (the form most likely to be echoed); a few otherwise.
+    for args in ADMIN if form == "url" else [a for a in ADMIN if a[0] in SHORT]:
         r = subprocess.run(
             [sys.executable, "-m", "jobqueue.cli", "--role=admin", f"--config={path}", *args],
             check=False,

@@ -16,6 +16,7 @@ what makes fencing observable. chaos_verdict.py turns what happened into the ver
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -230,8 +231,13 @@ class Chaos:
         self.fleet.append(w)
         return w
 
-    def _pick(self) -> WorkerProc | None:
+    def _pick(self, started: bool = False) -> WorkerProc | None:
+        """A random live worker; ``started``: only one that finished starting up (it logged so)."""
         alive = [w for w in self.fleet if not w.signalled and not w.stopped and w.proc.poll() is None]
+        if started:
+            # A SIGTERM that lands while the process is still importing kills it with the default
+            # action (exit -15, nothing claimed yet); scale-down is about the drain of a running worker.
+            alive = [w for w in alive if b'"worker started"' in w.log_path.read_bytes()]
         return self.rng.choice(alive) if alive else None
 
     def kill_worker(self) -> None:
@@ -244,7 +250,7 @@ class Chaos:
         self.start_worker()
 
     def term_worker(self) -> None:
-        w = self._pick()
+        w = self._pick(started=True)
         if w is None:
             return
         w.signalled, w.signal_ms = "term", now_ms()
@@ -405,7 +411,9 @@ class Chaos:
         self.proxy = TcpProxy(self.redis_server.port).start()
         redis = Redis.from_url(self.redis_server.url, decode_responses=False)
         try:
-            return await self._run(redis)
+            run = await self._run(redis)
+            self._save(run)
+            return run
         finally:
             for w in self.fleet:
                 if w.proc.poll() is None:
@@ -416,6 +424,28 @@ class Chaos:
             self.proxy.stop()
             self.redis_server.cleanup()
             self._close_pipes()
+
+    def _save(self, run: ChaosRun) -> None:
+        """run.json in the workdir: faults, executions and outcomes, for a post-mortem."""
+        data = {
+            "params": dataclasses.asdict(run.params),
+            "faults": [dataclasses.asdict(f) for f in run.faults],
+            "workers": [
+                {
+                    "pid": w.pid,
+                    "log": w.log_path.name,
+                    "started_ms": w.started_ms,
+                    "signalled": w.signalled,
+                    "signal_ms": w.signal_ms,
+                }
+                for w in run.workers
+            ],
+            "records": run.records,
+            "completed": [{k: c.get(k) for k in ("id", "attempts", "completed_ms")} for c in run.completed],
+            "dead": run.dead,
+            "refused": run.refused,
+        }
+        (self.dir / "run.json").write_text(json.dumps(data))
 
     def _close_pipes(self) -> None:
         """RedisServer keeps the stderr pipe of each redis-server it started; close it when it is gone."""
@@ -491,6 +521,12 @@ class Chaos:
     async def _stop_fleet(self) -> None:
         """Scale to zero the way an operator would: SIGTERM every live worker, expect exit 0."""
         self.crashed = [w.pid for w in self.fleet if not w.signalled and w.proc.poll() is not None]
+        live = [w for w in self.fleet if not w.signalled and w.proc.poll() is None]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # a replacement still importing would die of SIGTERM's default action
+            if all(b'"worker started"' in w.log_path.read_bytes() for w in live):
+                break
+            await asyncio.sleep(0.05)
         for w in self.fleet:
             if not w.signalled and w.proc.poll() is None:
                 w.signalled, w.signal_ms = "term", now_ms()

@@ -4,11 +4,12 @@ Every execution writes a start and an end record straight to Redis (CHAOS_RECORD
 bypasses the fault-injecting proxy), so the verdict can count executions, duplicates and
 reclaim times whatever the workers went through. Records are JSON lines in one list:
 
-  start: {"s": 1, "j": id, "p": pid, "a": attempt, "t": ms, "r": ready_ms, "w": worker, "k": token, "e": error}
+  start: {"s": 1, "j": id, "p": pid, "a": attempt, "t": ms, "r": ready_ms, "c": claimed_ms, "w": worker,
+          "k": token, "e": error}
   end:   {"s": 0, "j": id, "p": pid, "a": attempt, "t": ms, "o": "ok" | "fail", "k": token}
 
-``r``/``e`` come from the job's record at start: after a reap, ``ready_ms`` is the reap time and
-``error`` starts with "lease expired".
+``r``/``c``/``e`` come from the job's record at start: the claim time, and after a reap
+``ready_ms`` is the reap time and ``error`` starts with "lease expired".
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ async def _retrying(op: Any) -> Any:
 async def _start(job: jobqueue.Job) -> str:
     r = _redis()
     key = QueueKeys(os.environ["CHAOS_QUEUE"], ()).job(job.id)
-    ready, worker, token, error = await _retrying(lambda: r.hmget(key, "ready_ms", "worker", "token", "error"))
+    fields = ("ready_ms", "worker", "token", "error", "started_ms")
+    ready, worker, token, error, claimed = await _retrying(lambda: r.hmget(key, *fields))
 
     def s(v: bytes | None) -> str:
         return v.decode() if v else ""
@@ -64,6 +66,7 @@ async def _start(job: jobqueue.Job) -> str:
         "a": job.attempt,
         "t": time.time_ns() // 1_000_000,
         "r": int(ready or 0),
+        "c": int(claimed or 0),
         "w": s(worker),
         "k": s(token),
         "e": s(error)[:60],

@@ -36,6 +36,7 @@ class Execution:
     start_ms: int
     ready_ms: int
     error: str
+    claim_ms: int
     end_ms: int | None = None
     outcome: str | None = None
 
@@ -51,6 +52,7 @@ class Row:
 @dataclass
 class Verdict:
     rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -74,7 +76,7 @@ class Verdict:
         out.append(line)
         faults = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items()))
         out.append(f"faults injected: {faults}; run took {self.seconds:.1f}s")
-        return "\n".join(out)
+        return "\n".join(out + self.notes)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -91,7 +93,7 @@ def executions(records: list[dict[str, Any]]) -> dict[str, list[Execution]]:
     for r in records:
         if r["s"] == 1:
             by_token[(r["j"], r["k"])] = Execution(
-                r["j"], r["p"], r["a"], int(r["k"] or 0), r["t"], r["r"], r.get("e", "")
+                r["j"], r["p"], r["a"], int(r["k"] or 0), r["t"], r["r"], r.get("e", ""), r.get("c") or r["t"]
             )
         else:
             ends.append(r)
@@ -168,10 +170,12 @@ def judge(run: ChaosRun) -> Verdict:
     dup_causes: Counter[str] = Counter()
     stale_accepted = []
     for job, ex in execs.items():
-        for e in ex[:-1]:
-            cause = _cause(e, kills, terms, stalls)
+        for e, nxt in itertools.pairwise(ex):
+            cause = _cause(e, nxt, kills, terms, stalls)
             if cause != "failure":
                 causes[cause] += 1
+            if cause == "unexplained" and len(v.notes) < 20:
+                v.notes.append(f"unexplained re-run: {e} -> next {nxt}")
             if e.outcome == "ok":
                 dup_causes[cause] += 1
         last = ex[-1]
@@ -208,7 +212,10 @@ def judge(run: ChaosRun) -> Verdict:
     add(Row("jobs completed more than once", str(len(twice)), "0", not twice))
     add(Row("acks accepted after a lease was taken over", str(len(stale_accepted)), "0", not stale_accepted))
     taken_over = sum(
-        1 for ex in execs.values() for e in ex[:-1] if _cause(e, kills, terms, stalls) == "stall" and e.outcome == "ok"
+        1
+        for ex in execs.values()
+        for e, nxt in itertools.pairwise(ex)
+        if _cause(e, nxt, kills, terms, stalls) == "stall" and e.outcome == "ok"
     )
     add(
         Row(
@@ -249,6 +256,10 @@ def judge(run: ChaosRun) -> Verdict:
                 )
             )
 
+    restarts = [(f.end_ms - f.start_ms) / 1000 for f in run.faults if f.kind == "redis-restart"]
+    if restarts:
+        add(Row("redis-server restart downtime (max)", f"{max(restarts):.2f}s", "-", None))
+
     # ---- processes
     termed = [(pid, run.term_exit.get(pid)) for pid in terms]
     clean = [pid for pid, ex in termed if ex and ex[0] == 0 and ex[1] <= p.shutdown_timeout_s + 5]
@@ -270,15 +281,21 @@ def judge(run: ChaosRun) -> Verdict:
     return v
 
 
-def _cause(e: Execution, kills: dict[int, int], terms: dict[int, int], stalls: dict[int, list[Fault]]) -> str:
+def _cause(
+    e: Execution, nxt: Execution, kills: dict[int, int], terms: dict[int, int], stalls: dict[int, list[Fault]]
+) -> str:
+    """Why execution e was followed by nxt. The window that matters runs from e's claim to the
+    moment the job became ready again (nxt.ready_ms): a kill or stall of e's worker inside it is
+    why its lease lapsed (its result, even if the handler had finished, was not yet recorded)."""
     if e.outcome == "fail":
         return "failure"
-    if e.pid in kills and e.start_ms <= kills[e.pid]:
+    until = max(nxt.ready_ms, e.claim_ms)
+    if e.pid in kills and e.claim_ms <= kills[e.pid] <= until:
         return "kill"
     for f in stalls.get(e.pid, []):
-        if e.start_ms <= f.end_ms and (e.end_ms is None or e.end_ms >= f.start_ms):
+        if f.start_ms <= until and f.end_ms >= e.claim_ms:
             return "stall"
-    if e.pid in terms and e.start_ms <= terms[e.pid] and e.outcome is None:
+    if e.pid in terms and e.claim_ms <= terms[e.pid] and e.outcome is None:
         return "scale-down"
     return "unexplained"
 
@@ -295,7 +312,7 @@ def _reclaims(
     for ex in execs.values():
         for e, nxt in itertools.pairwise(ex):
             t = at.get(e.pid)
-            if t is None or e.start_ms > t or not nxt.error.startswith("lease expired") or nxt.ready_ms < t:
+            if t is None or e.claim_ms > t or not nxt.error.startswith("lease expired") or nxt.ready_ms < t:
                 continue
             reclaim.append((nxt.ready_ms - t) / 1000)
             adjusted.append((nxt.ready_ms - t - _overlap_ms(t, nxt.ready_ms, down)) / 1000)
