@@ -110,6 +110,7 @@ def test_operator_runs_one_replica_recreated_with_a_kopf_liveness_probe(
         assert "--all-namespaces" in c["args"]
     image = VALUE_SETS[name].get("image", {})
     assert c["image"] == f"{image.get('repository', 'job-queue-system')}:{image.get('tag', '0.1.0')}"
+    assert ("--verbose" in c["args"]) is (VALUE_SETS[name].get("operator", {}).get("logLevel") == "debug")
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["OBSERVABILITY_LOG_LEVEL"] == VALUE_SETS[name].get("operator", {}).get("logLevel", "info")
 
