@@ -281,3 +281,43 @@ async def test_an_idle_worker_picks_up_a_new_job_without_polling(redis_server: R
         await eventually(lambda: _true(w._hungry.is_set()), what="worker idle on the wake list")
         await q.enqueue("mark")
         await asyncio.wait_for(got.wait(), 2)
+
+
+async def test_a_finished_job_whose_ack_cannot_be_recorded_keeps_its_lease_until_it_is(
+    redis_server: RedisServer, redis: Any
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    cfg = config(redis_server, heartbeat_ttl="1s")
+    runs: list[int] = []
+    reg = HandlerRegistry()
+
+    async def quick(job: Job) -> None:
+        runs.append(job.attempt)
+
+    reg.register("quick", quick)
+    async with Queue(cfg) as q:
+        await q.enqueue("quick")
+        worker = Worker(cfg, registry=reg)
+        real_run_many = worker.broker.run_many
+        acks_fail = True
+
+        async def flaky(calls: Any) -> Any:
+            if acks_fail and any(c.script == "ack" for c in calls):
+                raise RedisConnectionError("simulated: the ack's connection was cut")
+            return await real_run_many(calls)
+
+        worker.broker.run_many = flaky  # type: ignore[method-assign]
+        stop, reaper_stop = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        reaping = asyncio.create_task(Reaper(q.broker, 0.1).run(reaper_stop))
+        await eventually(lambda: _true(runs == [1]), what="job ran")
+        await asyncio.sleep(2.5)  # the scenario itself: two and a half lease lengths with the ack failing
+        acks_fail = False
+        await eventually(lambda: _completed(q, 1), what="ack recorded once Redis takes it")
+        reaper_stop.set()
+        stop.set()
+        await asyncio.gather(task, reaping)
+        stats = await q.stats()
+    assert runs == [1]
+    assert stats.counters.get("reaped", 0) == 0

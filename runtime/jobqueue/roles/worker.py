@@ -118,6 +118,9 @@ class Worker:
         self.running: dict[str, _Running] = {}
         self.draining = False
         self._outcomes: list[_Outcome] = []
+        # Finished jobs whose outcome Redis has not yet taken (e.g. during an outage): their
+        # leases are renewed like running ones, or the reaper would re-run completed work.
+        self._unsettled: dict[str, str] = {}
         self._changed = asyncio.Event()
         self._hungry = asyncio.Event()
         self._next_due_ms: int | None = None
@@ -284,6 +287,7 @@ class Worker:
             reason,
             extra={"job_id": cj.id, "queue": cj.priority, "attempt": cj.attempts + 1, "error": error},
         )
+        self._unsettled[cj.id] = cj.token
         self._outcomes.append(_Outcome("bury", cj, reason=reason, error=error))
         self._changed.set()
 
@@ -325,6 +329,7 @@ class Worker:
         elif running.probe:
             self.breaker.probe_not_used()
         del self.running[cj.id]
+        self._unsettled[cj.id] = cj.token
         self._outcomes.append(outcome)
         self._changed.set()
 
@@ -379,6 +384,7 @@ class Worker:
         return calls, apply
 
     def _recorded(self, o: _Outcome, ok: bool) -> None:
+        self._unsettled.pop(o.claimed.id, None)
         qm = self.metrics.queue(o.claimed.priority)
         if o.kind != "ack":
             qm.failed.inc()  # every attempt that did not succeed: retried or dead-lettered
@@ -432,6 +438,7 @@ class Worker:
             _reraise_if_cancelled()
             await asyncio.sleep(interval)
             held = [(job_id, r.claimed.token) for job_id, r in self.running.items()]
+            held += list(self._unsettled.items())
             try:
                 lost = await self.broker.extend_lease(self.worker_id, self.lease_ms, held)
             except (RedisError, OSError) as err:
