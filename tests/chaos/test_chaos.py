@@ -6,6 +6,8 @@ Short leases (2s) and reaper interval (1s) keep this run around 40 s.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,4 +26,7 @@ async def test_no_job_is_lost_under_kills_cuts_and_redis_restarts(
     verdict = judge(run)
     with capsys.disabled():
         print("\n" + "\n".join(lines) + "\n" + verdict.table())
-    assert verdict.ok, "chaos verdict failed:\n" + verdict.table() + f"\nworker logs: {tmp_path / 'chaos'}"
+    if not verdict.ok:
+        # pytest prunes old tmp dirs; keep the evidence (worker logs, run.json) somewhere stable.
+        kept = shutil.copytree(tmp_path / "chaos", Path(tempfile.mkdtemp(prefix="jobqueue-chaos-failed-")) / "chaos")
+        pytest.fail("chaos verdict failed:\n" + verdict.table() + f"\nworker logs and run.json: {kept}")

@@ -186,7 +186,8 @@ def test_admin_output_never_shows_the_password(server: TLSRedis, tmp_path: Path,
     outputs: list[str] = []
     stdouts: list[str] = []
     # Every command with the password in the URL (the form most likely to be echoed); a few otherwise.
-    for args in ADMIN if form == "url" else [a for a in ADMIN if a[0] in SHORT]:
+    ran = ADMIN if form == "url" else [a for a in ADMIN if a[0] in SHORT]
+    for args in ran:
         r = subprocess.run(
             [sys.executable, "-m", "jobqueue.cli", "--role=admin", f"--config={path}", *args],
             check=False,
@@ -199,7 +200,7 @@ def test_admin_output_never_shows_the_password(server: TLSRedis, tmp_path: Path,
         assert r.returncode in (0, 1, 2), r
         outputs.append(r.stdout + "\n" + r.stderr)
         stdouts.append(r.stdout)
-    config_out = outputs[ADMIN.index(["--admin-cmd=config"])]
+    config_out = next(o for a, o in zip(ran, outputs, strict=True) if a == ["--admin-cmd=config"])
     assert server.user in config_out or form == "env"  # the command did print the redis section
     assert json.loads(stdouts[0])["queue"] == QUEUE, outputs[0]  # stats connected with the password
     assert_no_secret("\n".join(outputs), SECRET)

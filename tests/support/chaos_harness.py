@@ -521,6 +521,12 @@ class Chaos:
     async def _stop_fleet(self) -> None:
         """Scale to zero the way an operator would: SIGTERM every live worker, expect exit 0."""
         self.crashed = [w.pid for w in self.fleet if not w.signalled and w.proc.poll() is not None]
+        for w in self.fleet:
+            if w.pid in self.crashed:
+                tail = w.log_path.read_text(errors="replace").splitlines()[-15:]
+                self.log(f"worker {w.pid} ({w.log_path.name}) died unasked, status {w.proc.returncode}:")
+                for line in tail:
+                    self.log(f"  {line[:600]}")
         live = [w for w in self.fleet if not w.signalled and w.proc.poll() is None]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # a replacement still importing would die of SIGTERM's default action
