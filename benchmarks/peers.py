@@ -17,7 +17,7 @@ Medians over rounds; ratio = peer ÷ jobqueue of the same round, median over rou
 percentiles of the samples pooled over rounds). Needs the peers installed (``pip install -e
 .[bench]`` in a separate venv, see benchmarks/README.md).
 
-    python benchmarks/peers.py [--rounds 3] [--single 500] [--bulk 5000] [--jobs 10000] [--window 10]
+    python benchmarks/peers.py [--rounds 3] [--single 500] [--bulk 3000] [--jobs 5000] [--window 5]
 """
 
 from __future__ import annotations
@@ -233,13 +233,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3, help="repetitions, interleaved (default 3)")
     p.add_argument("--single", type=int, default=500, help="timed sequential enqueues per round (default 500)")
-    p.add_argument("--bulk", type=int, default=5000, help="jobs per timed bulk enqueue (default 5000)")
-    p.add_argument("--jobs", type=int, default=10_000, help="N: jobs queued for each processing run (default 10000)")
+    p.add_argument("--bulk", type=int, default=3000, help="jobs per timed bulk enqueue (default 3000)")
+    p.add_argument("--jobs", type=int, default=5000, help="N: jobs queued for each processing run (default 5000)")
     p.add_argument(
-        "--window", type=float, default=10.0, help="s after the first job start when a processing run ends anyway"
+        "--window", type=float, default=5.0, help="s after the first job start when a processing run ends anyway"
     )
     p.add_argument("--start-timeout", type=float, default=120.0, help="s allowed for a worker to start a first job")
-    p.add_argument("--latency-samples", type=int, default=20, help="pickup samples per library per round")
+    p.add_argument("--latency-samples", type=int, default=15, help="pickup samples per library per round")
     p.add_argument("--min-idle", type=float, default=1.0, help="s a worker is idle before a pickup sample")
     p.add_argument("--pickup-timeout", type=float, default=10.0, help="s before a pickup sample counts as lost")
     p.add_argument("--libs", default=",".join(adapters.NAMES), help="comma-separated subset of: %(default)s")
@@ -268,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     print(table(out["results"], n))
     print()
     print(verdict(out["results"]))
+    print(
+        "\nper round, processing jobs/s: "
+        + "; ".join(
+            f"{v['name']} {', '.join(f'{x:,.0f}' for x in v['raw']['process'])}" for v in out["results"].values()
+        )
+    )
     for key, v in out["results"].items():
         for note in v["notes"]:
             print(f"- note, {key}: {note}")
