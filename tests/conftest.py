@@ -11,11 +11,11 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 
-from redis_server import RedisServer  # noqa: E402
+from redis_server import RedisServer
 
-from jobqueue.broker import Broker  # noqa: E402
-from jobqueue.clock import FakeClock  # noqa: E402
-from jobqueue.keys import QueueKeys  # noqa: E402
+from jobqueue.broker import Broker
+from jobqueue.clock import FakeClock
+from jobqueue.keys import QueueKeys
 
 
 @pytest.fixture(scope="session")
