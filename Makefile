@@ -21,10 +21,11 @@ run: $(STAMP)  ## all-in-one role on sample data against local Redis (starts a t
 test: $(STAMP)  ## the whole test suite (private redis-servers, KMock for the operator; no Docker, no cluster)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff and mypy
+lint: $(STAMP)  ## ruff, mypy and the import contracts
 	$(BIN)/ruff check runtime operator tests hack benchmarks
 	$(BIN)/ruff format --check runtime operator
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)  ## throughput and pickup latency vs a redis-benchmark baseline, on a private Redis
 	$(BIN)/python hack/bench.py

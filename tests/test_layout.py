@@ -32,3 +32,10 @@ def test_the_lua_scripts_ship_as_package_data() -> None:
     assert {"enqueue", "claim", "extend_lease", "ack", "retry", "bury", "promote", "reap", "release"} <= set(names)
     assert all(load_script(n).source for n in names)
     assert Path(jobqueue.__file__).parent.joinpath("lua", "claim.lua").is_file()
+
+
+def test_import_contracts_hold() -> None:
+    """roles -> broker -> scripts/keys/clock; the operator never imports the roles (import-linter)."""
+    exe = Path(sys.executable).with_name("lint-imports")
+    out = subprocess.run([str(exe)], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
