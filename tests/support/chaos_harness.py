@@ -115,7 +115,7 @@ class WorkerProc:
     proc: subprocess.Popen[bytes]
     log_path: Path
     started_ms: int
-    signalled: str = ""  # "", kill, term
+    signalled: str = ""  # "", kill, term, startup-failed
     signal_ms: int = 0
     stopped: bool = False
 
@@ -241,7 +241,7 @@ class Chaos:
         return self.rng.choice(alive) if alive else None
 
     def kill_worker(self) -> None:
-        w = self._pick()
+        w = self._pick(started=True) or self._pick()
         if w is None:
             return
         w.signalled, w.signal_ms = "kill", now_ms()
@@ -459,6 +459,10 @@ class Chaos:
         self.config_path = self._worker_config()
         for _ in range(p.workers):
             self.start_worker()
+        deadline = time.monotonic() + 60
+        while not all(b'"worker started"' in w.log_path.read_bytes() for w in self.fleet):
+            assert time.monotonic() < deadline, "workers did not start within 60s"
+            await asyncio.sleep(0.05)
         started = now_ms()
         self.log(
             f"chaos: {len(specs)} jobs over {p.produce_s:.0f}s, {p.workers} workers x {p.concurrency}, "
@@ -508,9 +512,17 @@ class Chaos:
         return False
 
     async def _monitor(self) -> None:
-        """Note when each SIGTERMed worker exits (the drain must finish within shutdown_timeout)."""
+        """Note when each SIGTERMed worker exits (the drain must finish within shutdown_timeout),
+        and restart, as a kubelet would, a worker that refused to start because Redis was down."""
         while True:
             self._reap_exits()
+            for w in list(self.fleet):
+                if w.signalled or w.proc.poll() is None or w.proc.returncode != 1:
+                    continue
+                if b"cannot reach Redis" in w.log_path.read_bytes():  # fail-fast start-up, by design
+                    w.signalled, w.signal_ms = "startup-failed", now_ms()
+                    self.faults.append(Fault("startup-failed", self.phase, w.signal_ms, w.signal_ms, w.pid))
+                    self.start_worker()
             await asyncio.sleep(0.05)
 
     def _reap_exits(self) -> None:

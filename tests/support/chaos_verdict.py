@@ -109,6 +109,16 @@ def executions(records: list[dict[str, Any]]) -> dict[str, list[Execution]]:
     return out
 
 
+def split_orphans(execs: dict[str, list[Execution]]) -> list[Execution]:
+    """Remove executions whose handler started after the job's record was already gone (no token:
+    a frozen worker woke up after its lease was taken over and the job completed elsewhere)."""
+    orphans = []
+    for job, ex in execs.items():
+        orphans += [e for e in ex if e.token == 0]
+        execs[job] = [e for e in ex if e.token != 0]
+    return orphans
+
+
 def _overlap_ms(a: int, b: int, windows: list[tuple[int, int]]) -> int:
     return sum(max(0, min(b, end) - max(a, start)) for start, end in windows)
 
@@ -118,6 +128,7 @@ def judge(run: ChaosRun) -> Verdict:
     v = Verdict(faults=Counter(f.kind for f in run.faults), seconds=(run.finished_ms - run.started_ms) / 1000)
     add = v.rows.append
     execs = executions(run.records)
+    orphans = split_orphans(execs)
     kills = {f.pid: f.start_ms for f in run.faults if f.kind == "kill"}
     terms = {f.pid: f.start_ms for f in run.faults if f.kind == "term"}
     stalls: dict[int, list[Fault]] = defaultdict(list)
@@ -128,7 +139,9 @@ def judge(run: ChaosRun) -> Verdict:
 
     # ---- loss and the dead-letter queue
     completions = Counter(c["id"] for c in run.completed)
-    completed_at = {c["id"]: c["completed_ms"] for c in run.completed}
+    completed_at: dict[str, int] = {}
+    for c in run.completed:
+        completed_at[c["id"]] = max(completed_at.get(c["id"], 0), c["completed_ms"])
     lost = [j for j in run.job_ids if completions[j] == 0]
     add(Row("drained within the deadline", str(run.drained), "True", run.drained))
     add(
@@ -166,12 +179,16 @@ def judge(run: ChaosRun) -> Verdict:
     add(Row("queue left (pending, active, scheduled)", left, "all 0", not any(run.leftover.values())))
 
     # ---- re-runs, duplicates and fencing
+    restarts_win = [(f.start_ms - 2000, f.end_ms) for f in run.faults if f.kind == "redis-restart"]
     causes: Counter[str] = Counter()
     dup_causes: Counter[str] = Counter()
     stale_accepted = []
+    copies: dict[str, int] = {}
     for job, ex in execs.items():
         for e, nxt in itertools.pairwise(ex):
             cause = _cause(e, nxt, kills, terms, stalls)
+            if cause == "re-enqueued" and not any(a <= ex[0].ready_ms <= b for a, b in restarts_win):
+                cause = "unexplained"  # only a Redis crash during the enqueue explains a second copy
             if cause != "failure":
                 causes[cause] += 1
             if cause == "unexplained" and len(v.notes) < 20:
@@ -181,8 +198,18 @@ def judge(run: ChaosRun) -> Verdict:
         last = ex[-1]
         if completions[job] and (last.outcome != "ok" or completed_at[job] < (last.end_ms or 0)):
             stale_accepted.append(job)
-    twice = [j for j, n in completions.items() if n > 1]
-    n_exec = sum(len(x) for x in execs.values())
+        copies[job] = 1 + sum(
+            1 for e, nxt in itertools.pairwise(ex) if _cause(e, nxt, kills, terms, stalls) == "re-enqueued"
+        )
+    twice = [j for j, n in completions.items() if n > copies.get(j, 1)]
+    for e in orphans:
+        frozen = any(f.start_ms <= e.start_ms <= f.end_ms + 5000 for f in stalls.get(e.pid, []))
+        causes["stall" if frozen else "unexplained"] += 1
+        if e.outcome == "ok":
+            dup_causes["stall" if frozen else "unexplained"] += 1
+        if not frozen and len(v.notes) < 20:
+            v.notes.append(f"unexplained execution without a lease record: {e}")
+    n_exec = sum(len(x) for x in execs.values()) + len(orphans)
     add(Row("executions recorded", str(n_exec), "-", None))
     add(
         Row(
@@ -192,6 +219,7 @@ def judge(run: ChaosRun) -> Verdict:
             None,
         )
     )
+    add(Row("jobs enqueued twice: producer retry across a Redis crash", str(causes["re-enqueued"]), "counted", None))
     add(
         Row(
             "re-runs not explained by a kill/stall/scale-down",
@@ -200,13 +228,21 @@ def judge(run: ChaosRun) -> Verdict:
             causes["unexplained"] == 0,
         )
     )
-    add(Row("duplicate completions: kill / stall", f"{dup_causes['kill']} / {dup_causes['stall']}", "counted", None))
+    explained = dup_causes["kill"] + dup_causes["stall"] + dup_causes["re-enqueued"]
+    add(
+        Row(
+            "duplicate completions: kill / stall / re-enqueue",
+            f"{dup_causes['kill']} / {dup_causes['stall']} / {dup_causes['re-enqueued']}",
+            "counted",
+            None,
+        )
+    )
     add(
         Row(
             "duplicate completions otherwise",
-            str(sum(dup_causes.values()) - dup_causes["kill"] - dup_causes["stall"]),
+            str(sum(dup_causes.values()) - explained),
             "0",
-            sum(dup_causes.values()) == dup_causes["kill"] + dup_causes["stall"],
+            sum(dup_causes.values()) == explained,
         )
     )
     add(Row("jobs completed more than once", str(len(twice)), "0", not twice))
@@ -228,29 +264,39 @@ def judge(run: ChaosRun) -> Verdict:
 
     # ---- reclaim times
     bound = p.heartbeat_ttl_s + p.reaper_interval_s
+    alone = {f.pid for f in run.faults if f.kind == "kill" and f.phase == "kill"}
     for kind, events in (
-        ("SIGKILL", [(pid, t) for pid, t in kills.items()]),
+        ("SIGKILL alone", [(pid, t) for pid, t in kills.items() if pid in alone]),
+        ("SIGKILL, all phases", list(kills.items())),
         ("stall", [(pid, f.start_ms) for pid, fs in stalls.items() for f in fs]),
     ):
         reclaim, adjusted, running_again = _reclaims(execs, events, down)
-        fmt = f"p50 {percentile(adjusted, 50):.2f}s p99 {percentile(adjusted, 99):.2f}s (n={len(adjusted)})"
-        ok = bool(adjusted) and percentile(adjusted, 99) <= bound if kind == "SIGKILL" else None
-        if kind == "SIGKILL" and not adjusted:
-            ok = not kills
-        add(Row(f"reclaim after {kind} (Redis reachable)", fmt, f"p99 <= {bound:g}s", ok))
-        if reclaim:
+        p50, p99 = percentile(adjusted, 50), percentile(adjusted, 99)
+        if kind == "SIGKILL alone":
+            # The bound, asserted where kills are the only fault: lease (TTL) + one reaper interval.
+            ok: bool | None = bool(adjusted) and p50 <= bound and p99 <= bound if alone else None
             add(
                 Row(
-                    f"reclaim after {kind}, wall clock",
-                    f"p50 {percentile(reclaim, 50):.2f}s p99 {percentile(reclaim, 99):.2f}s",
-                    "-",
+                    f"reclaim after {kind}",
+                    f"p50 {p50:.2f}s p99 {p99:.2f}s (n={len(adjusted)})",
+                    f"p50, p99 <= {bound:g}s",
+                    ok,
+                )
+            )
+        else:
+            add(
+                Row(
+                    f"reclaim after {kind} (Redis up)",
+                    f"p50 {p50:.2f}s p99 {p99:.2f}s (n={len(adjusted)})",
+                    "reported",
                     None,
                 )
             )
+        if reclaim:
             add(
                 Row(
-                    f"{kind} -> running again",
-                    f"p50 {percentile(running_again, 50):.2f}s p99 {percentile(running_again, 99):.2f}s",
+                    f"  {kind}: wall clock / running again, p99",
+                    f"{percentile(reclaim, 99):.2f}s / {percentile(running_again, 99):.2f}s",
                     "-",
                     None,
                 )
@@ -276,6 +322,8 @@ def judge(run: ChaosRun) -> Verdict:
     final_ok = sum(1 for ex in final if ex[0] == 0)
     add(Row("final SIGTERM of every worker: exit 0", f"{final_ok}/{len(final)}", "all", final_ok == len(final)))
     add(Row("workers that died unasked", str(len(run.crashed)), "0", not run.crashed))
+    failed_start = sum(1 for f in run.faults if f.kind == "startup-failed")
+    add(Row("replacements refused to start, Redis down (exit 1)", str(failed_start), "restarted", None))
     recovered, expected = _recovery(run, execs, kills, terms, stalls)
     add(Row("workers recovered after Redis came back", f"{recovered}/{expected}", "all", recovered == expected))
     return v
@@ -289,6 +337,10 @@ def _cause(
     why its lease lapsed (its result, even if the handler had finished, was not yet recorded)."""
     if e.outcome == "fail":
         return "failure"
+    if e.outcome == "ok" and nxt.attempt == 1 and not nxt.error and nxt.claim_ms > (e.end_ms or 0):
+        # A fresh job with the same id after the first one completed: the producer's enqueue was
+        # re-sent after a Redis crash lost its reply (ids are idempotent only while the job exists).
+        return "re-enqueued"
     until = max(nxt.ready_ms, e.claim_ms)
     if e.pid in kills and e.claim_ms <= kills[e.pid] <= until:
         return "kill"
@@ -338,7 +390,8 @@ def _recovery(
         if f.kind not in ("redis-restart", "outage"):
             continue
         for w in run.workers:
-            gone = min(kills.get(w.pid, 1 << 62), terms.get(w.pid, 1 << 62))
+            failed = w.signal_ms if w.signalled == "startup-failed" else 1 << 62
+            gone = min(kills.get(w.pid, 1 << 62), terms.get(w.pid, 1 << 62), failed)
             stalled = any(s.start_ms <= f.end_ms + window_ms and s.end_ms >= f.start_ms for s in stalls.get(w.pid, []))
             if w.started_ms > f.start_ms or gone < f.end_ms + window_ms or stalled:
                 continue
