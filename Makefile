@@ -4,7 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench build crd clean help
+# command:Debian package of the tools the tests run (promtool checks the alert rules,
+# shellcheck the kind e2e script, redis-server is every test's Redis).
+DEB_TOOLS := redis-server:redis-server shellcheck:shellcheck promtool:prometheus
+
+.PHONY: run test lint bench build tools clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -18,7 +22,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## all-in-one role on sample data against local Redis (starts a throwaway redis-server if none answers)
 	hack/run-local.sh
 
-test: $(STAMP)  ## the whole test suite (private redis-servers, KMock for the operator; no Docker, no cluster)
+tools:  ## install the Debian tools the tests use when missing (apt-get, as root)
+	@missing=""; for pair in $(DEB_TOOLS); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "the tests need these Debian packages:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi; fi
+
+test: $(STAMP) tools  ## the whole test suite (private redis-servers, KMock for the operator; no Docker, no cluster)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff, mypy and the import contracts

@@ -87,6 +87,10 @@ class RedisConfig(_Section):
     max_retries: int = Field(3, ge=0, le=100)
     """Retries of a command on a connection error, with exponential backoff. Default 3."""
 
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            yield key, (redact_url(value) if key == "url" and isinstance(value, str) else value)
+
     @field_validator("url")
     @classmethod
     def _url_scheme(cls, v: str | None) -> str | None:

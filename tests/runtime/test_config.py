@@ -191,6 +191,7 @@ def test_secrets_are_redacted_from_dumps() -> None:
     assert "hunter2" not in text and "hunter3" not in text
     assert redact_url("redis://:pw@h:1") == "redis://:***@h:1"
     assert "hunter3" not in repr(c)
+    assert "hunter2" not in repr(c) and "hunter2" not in str(c.redis)
 
 
 def test_cli_reports_an_invalid_config_with_exit_status_2_and_no_traceback(tmp_path: Path) -> None:
