@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -95,6 +96,7 @@ def assert_clean(err: ConfigError, data: Any = None) -> None:
         )
 
 
+@pytest.mark.timeout(180)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(config_data())
 def test_any_mapping_gives_a_config_or_a_clean_error(data: dict[str, Any]) -> None:
@@ -109,6 +111,7 @@ def test_any_mapping_gives_a_config_or_a_clean_error(data: dict[str, Any]) -> No
 ENV_NAMES = ["_".join(p).upper() for p in LEAVES]
 
 
+@pytest.mark.timeout(180)
 @settings(max_examples=300, deadline=None)
 @given(
     st.dictionaries(
@@ -127,6 +130,7 @@ def test_any_environment_gives_a_config_or_an_error_naming_the_variable_field(en
             assert path.startswith("(") or any(path.startswith(f) for f in named) or path in KNOWN_PREFIXES, line
 
 
+@pytest.mark.timeout(180)
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=200) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
 def test_any_file_content_gives_a_config_or_a_clean_error(text: str) -> None:
