@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Coroutine, Iterable, Sequence
 from concurrent.futures import Future
@@ -119,6 +120,8 @@ class Queue:
             raise EnqueueError(f"invalid job: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
         except PydanticSerializationError as err:
             raise EnqueueError(f"payload is not JSON-serialisable: {err}") from None
+        if (b"NaN" in data or b"Infinity" in data) and _has_non_finite(data):
+            raise EnqueueError("payload is not JSON-serialisable: it contains NaN or Infinity")
         if len(data) > self._max_bytes:
             raise EnqueueError(f"job is {len(data)} bytes, over producer.max_payload_bytes={self._max_bytes}")
         max_retries = spec.max_retries if spec.max_retries is not None else self.config.worker.max_retries
@@ -165,6 +168,19 @@ class Queue:
 
     async def stats(self) -> QueueStats:
         return await self.broker.queue_stats()
+
+
+def _has_non_finite(data: bytes) -> bool:
+    """Exact check behind the cheap substring test (a string may merely contain "NaN")."""
+
+    def reject(token: str) -> None:
+        raise ValueError(token)
+
+    try:
+        json.loads(data, parse_constant=reject)
+    except ValueError:
+        return True
+    return False
 
 
 class SyncQueue:

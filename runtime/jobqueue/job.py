@@ -27,7 +27,9 @@ class Job(BaseModel):
     Seed-compatible fields: id, priority, retries, creation_time, filepath, filesize, trace ids.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # Non-finite floats are written as NaN/Infinity tokens (not silently as null) so that
+    # Queue.build can find and refuse them: JSON cannot carry them.
+    model_config = ConfigDict(extra="allow", frozen=True, ser_json_inf_nan="constants")
 
     id: str = Field(default_factory=new_job_id)
     type: str = ""
