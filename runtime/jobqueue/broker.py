@@ -197,16 +197,16 @@ class Broker:
         """Heartbeat: renew leases and registration; returns ids whose lease was lost."""
         return await self.run(self.extend_lease_call(worker_id, lease_ms, held))
 
-    def ack_call(self, items: Sequence[tuple[str, str, int]], keep: int) -> Call[list[bool]]:
+    def ack_call(self, items: Sequence[tuple[str, str, int]], keep: int, remember_ms: int = 0) -> Call[list[bool]]:
         k = self.keys
-        args: list[Any] = [self.clock.now_ms(), keep]
+        args: list[Any] = [self.clock.now_ms(), keep, remember_ms]
         for job_id, token, duration_ms in items:
             args += [job_id, token, duration_ms]
         return Call("ack", [k.job_prefix, k.active, k.completed, k.stats], args, _bools)
 
-    async def ack(self, items: Sequence[tuple[str, str, int]], keep: int = 1000) -> list[bool]:
+    async def ack(self, items: Sequence[tuple[str, str, int]], keep: int = 1000, remember_ms: int = 0) -> list[bool]:
         """(id, token, run ms) -> completed; False where the lease was lost."""
-        return await self.run(self.ack_call(items, keep))
+        return await self.run(self.ack_call(items, keep, remember_ms))
 
     def retry_call(self, items: Sequence[tuple[str, str, int, str]]) -> Call[list[bool]]:
         k = self.keys

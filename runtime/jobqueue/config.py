@@ -144,6 +144,10 @@ class WorkerConfig(_Section):
     """How often the reaper looks for expired leases. Default 5s."""
     completed_keep: int = Field(1000, ge=0)
     """Completed jobs kept for inspection (newest first); 0 keeps none. Default 1000."""
+    completed_ttl: Duration = timedelta(minutes=5)
+    """How long a completed job's id is remembered, so enqueueing the same id again (a producer
+    retrying after a lost reply) is ignored instead of run twice; ~100 bytes per job. 0 disables.
+    Default 5m."""
     thread_pool_size: int = Field(0, ge=0)
     """Threads for sync handlers; 0 means worker.count. Default 0."""
 

@@ -161,6 +161,23 @@ async def test_ack_completes_the_job_and_keeps_a_bounded_summary(broker: Broker,
     }
 
 
+async def test_an_acked_id_is_remembered_so_a_retried_enqueue_does_not_run_it_again(
+    broker: Broker, redis: Redis
+) -> None:
+    await seed_pending(broker, ("a", "low"))
+    await redis.delete(P + "wake")
+    a, token = await claim_one(broker)
+    assert await broker.ack([(a, token, 3)], keep=0, remember_ms=60_000) == [True]
+    assert await snapshot(redis) == {
+        P + "job:a": {"state": "completed", "completed_ms": str(T)},
+        P + "stats": {"completed": "1"},
+    }
+    assert 0 < await redis.pttl(P + "job:a") <= 60_000
+    assert await broker.enqueue([EnqueueItem("a", "low", b'{"id":"a"}')]) == [False]  # the producer's retry
+    await redis.lpush(P + "pending:low", "a")  # even a stray entry of it is not run again
+    assert await broker.claim(1, LEASE, "w2") == []
+
+
 async def test_ack_with_a_stale_token_is_refused_and_changes_nothing(broker: Broker, redis: Redis) -> None:
     await seed_pending(broker, ("a", "low"))
     a, token = await claim_one(broker)

@@ -6,13 +6,16 @@
 -- KEYS[4]   -> jobqueue:{Q}:stats         HASH of lifetime counters
 -- ARGV[1]   -> now (ms)
 -- ARGV[2]   -> completed entries to keep (count; 0 keeps none)
--- ARGV[3..] -> triples: job id, lease token, run time (ms)
+-- ARGV[3]   -> how long the completed id is remembered (ms; 0 = not at all): a small hash
+--              {state=completed} stays so enqueue.lua ignores the same id (producer retries)
+-- ARGV[4..] -> triples: job id, lease token, run time (ms)
 -- Returns: array with 1 (acked) or 0 (LEASE_LOST) per job, in order.
 local now = ARGV[1]
 local keep = tonumber(ARGV[2])
+local remember = tonumber(ARGV[3])
 local out = {}
 local done = 0
-for a = 3, #ARGV, 3 do
+for a = 4, #ARGV, 3 do
   local id = ARGV[a]
   local key = KEYS[1] .. id
   local f = redis.call('HMGET', key, 'token', 'state', 'data', 'attempts', 'prio')
@@ -23,6 +26,10 @@ for a = 3, #ARGV, 3 do
         .. ',"job":' .. f[3] .. '}')
     end
     redis.call('DEL', key)
+    if remember > 0 then
+      redis.call('HSET', key, 'state', 'completed', 'completed_ms', now)
+      redis.call('PEXPIRE', key, remember)
+    end
     redis.call('ZREM', KEYS[2], id)
     done = done + 1
     out[#out + 1] = 1

@@ -127,6 +127,7 @@ class Worker:
         self._last_promote = -math.inf
         self._executor = ThreadPoolExecutor(w.thread_pool_size or w.count, thread_name_prefix="jobqueue-job")
         self._job_timeout = w.job_timeout.total_seconds() or None
+        self._remember_ms = int(w.completed_ttl.total_seconds() * 1000)
         self.started_at = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -361,7 +362,9 @@ class Worker:
         if acks:
             calls.append(
                 self.broker.ack_call(
-                    [(o.claimed.id, o.claimed.token, o.duration_ms) for o in acks], self.cfg.worker.completed_keep
+                    [(o.claimed.id, o.claimed.token, o.duration_ms) for o in acks],
+                    self.cfg.worker.completed_keep,
+                    self._remember_ms,
                 )
             )
             groups.append(acks)
