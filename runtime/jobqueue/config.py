@@ -86,6 +86,9 @@ class RedisConfig(_Section):
     """Socket write timeout. Default 3s."""
     max_retries: int = Field(3, ge=0, le=100)
     """Retries of a command on a connection error, with exponential backoff. Default 3."""
+    connect_wait: Duration = timedelta(seconds=60)
+    """At start-up, how long to wait for a Redis that does not answer yet before exiting 1
+    (wrong credentials or an untrusted certificate fail at once). 0 fails at once. Default 60s."""
 
     def __repr_args__(self) -> Any:
         for key, value in super().__repr_args__():

@@ -44,7 +44,14 @@ class JobNotFound(JobQueueError):
 
 
 class RedisUnavailable(JobQueueError):
-    """Redis could not be reached or refused us (auth, TLS); the message says which."""
+    """Redis could not be reached or refused us (auth, TLS); the message says which.
+
+    ``retryable`` is True when waiting may help (nothing answered), False when it cannot
+    (wrong credentials, untrusted certificate, an error reply)."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 #: Stable script error codes -> exception types (asynq's errors.E(op, code)).

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import ssl
+import time
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import Connection, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
+from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobqueue.config import RedisConfig, redact_url
 from jobqueue.errors import RedisUnavailable
+
+log = logging.getLogger("jobqueue.redis")
 
 try:
     from redis.connection import HiredisRespSerializer
@@ -56,7 +63,7 @@ def connection_kwargs(cfg: RedisConfig) -> dict[str, Any]:
         "socket_keepalive": True,
         "health_check_interval": 30,
         "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), cfg.max_retries),
-        "retry_on_error": [ConnectionError, TimeoutError],
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
         "decode_responses": False,
         "client_name": "jobqueue",
     }
@@ -102,10 +109,30 @@ async def check(client: Redis, cfg: RedisConfig) -> None:
         raise RedisUnavailable(f"Redis at {where} refused the credentials: {err}") from None
     except ssl.SSLError as err:
         raise RedisUnavailable(f"TLS handshake with Redis at {where} failed: {err}") from None
-    except (ConnectionError, TimeoutError, OSError) as err:
+    except (RedisConnectionError, RedisTimeoutError, OSError) as err:
         cause = err.__cause__ or err.__context__
         if isinstance(cause, ssl.SSLError) or "SSL" in str(err) or "certificate" in str(err):
             raise RedisUnavailable(f"TLS handshake with Redis at {where} failed: {err}") from None
-        raise RedisUnavailable(f"cannot reach Redis at {where}: {err}") from None
+        raise RedisUnavailable(f"cannot reach Redis at {where}: {err}", retryable=True) from None
     except ResponseError as err:
         raise RedisUnavailable(f"Redis at {where} answered with an error: {err}") from None
+
+
+async def wait_until_reachable(client: Redis, cfg: RedisConfig, stop: asyncio.Event | None = None) -> None:
+    """``check`` at start-up, waiting up to ``redis.connect_wait`` for a Redis that is not up yet
+    (a pod starting before Redis should not crash-loop); credential and TLS errors fail at once."""
+    deadline = time.monotonic() + cfg.connect_wait.total_seconds()
+    delay = 0.1
+    while True:
+        try:
+            await check(client, cfg)
+            return
+        except RedisUnavailable as err:
+            if not err.retryable or time.monotonic() + delay > deadline or (stop is not None and stop.is_set()):
+                raise
+            log.warning("waiting for Redis", extra={"error": str(err), "retry_in_s": delay})
+        try:
+            await asyncio.wait_for(stop.wait(), delay) if stop is not None else await asyncio.sleep(delay)
+        except TimeoutError:
+            pass
+        delay = min(delay * 2, 2.0)

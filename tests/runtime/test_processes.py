@@ -243,3 +243,31 @@ def test_bad_usage_exits_2(args: list[str], tmp_path: Path, redis_server: RedisS
     )
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr
+
+
+async def test_a_worker_started_before_redis_waits_for_it_instead_of_crash_looping(tmp_path: Path) -> None:
+    late = RedisServer()  # port chosen, server not started yet
+    try:
+        cfg = write_config(tmp_path, late, worker={"heartbeat_ttl": "2s"})
+        proc = start("worker", cfg, late, tmp_path / "w.log")
+        try:
+            deadline = time.monotonic() + 20
+            while b"waiting for Redis" not in (tmp_path / "w.log").read_bytes():
+                assert proc.poll() is None, (tmp_path / "w.log").read_text()
+                assert time.monotonic() < deadline, "worker never reported waiting"
+                await asyncio.sleep(0.05)
+            late.start()
+            client = Redis.from_url(late.url)
+            try:
+                await eventually(lambda: _live_workers(client, 1), what="worker registered once Redis is up")
+            finally:
+                await client.aclose()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+    finally:
+        late.cleanup()
+
+
+async def _live_workers(client: Redis, n: int) -> bool:
+    return (await broker_for(client).queue_stats()).live_workers >= n

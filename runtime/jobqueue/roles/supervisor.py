@@ -24,7 +24,7 @@ from jobqueue.health import Health, HttpServer
 from jobqueue.keys import QueueKeys
 from jobqueue.log import set_context
 from jobqueue.metrics import Metrics
-from jobqueue.redis_conn import check, describe, make_client
+from jobqueue.redis_conn import describe, make_client, wait_until_reachable
 from jobqueue.roles.producer import Producer
 from jobqueue.roles.reaper import Reaper
 from jobqueue.roles.worker import Worker
@@ -62,7 +62,7 @@ class Supervisor:
         provider = None
         try:
             provider = tracing.setup(cfg.observability.tracing)
-            await check(redis, cfg.redis)
+            await wait_until_reachable(redis, cfg.redis, self.stop)
             log.info("connected to redis", extra={"redis": describe(cfg.redis), "queue": cfg.queue_name})
             if cfg.observability.metrics_port:
                 broker = Broker(redis, QueueKeys(cfg.queue_name, tuple(cfg.worker.priorities)))
