@@ -6,6 +6,7 @@ registrations in-process for ``job-queue-system --role=operator``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -32,6 +33,13 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.networking.error_backoffs = [1, 2, 5]
     settings.watching.server_timeout = 300
     memo["kube"] = Kube(settings)
+    memo["shutdown"] = asyncio.Event()
+    memo["daemons"] = set()
+
+
+@kopf.on.cleanup()
+async def stop_autoscalers(memo: kopf.Memo, **_: Any) -> None:
+    await autoscale.shutdown(memo)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)

@@ -81,8 +81,10 @@ class Emulator(kmock.KubernetesEmulator):
     async def _serve_list(self, request: rendering.Request) -> Any:
         async with self._lock:
             items = [
-                obj.raw for (resource, ns, _), obj in self.objects.items()
-                if resource == request.resource and not obj.deleted
+                obj.raw
+                for (resource, ns, _), obj in self.objects.items()
+                if resource == request.resource
+                and not obj.deleted
                 and (request.namespace is None or ns == request.namespace)
             ]
             return {"metadata": {"resourceVersion": str(self._last_rv)}, "items": items}
@@ -103,8 +105,10 @@ class Emulator(kmock.KubernetesEmulator):
                 replay = [e for e in bus.history if _rv(e.get("object")) > int(since) and mine(e)]
             else:
                 replay = [
-                    {"type": "ADDED", "object": obj.raw} for (resource, ns, _), obj in self.objects.items()
-                    if resource == request.resource and not obj.deleted
+                    {"type": "ADDED", "object": obj.raw}
+                    for (resource, ns, _), obj in self.objects.items()
+                    if resource == request.resource
+                    and not obj.deleted
                     and (request.namespace is None or ns == request.namespace)
                 ]
         try:
@@ -146,9 +150,14 @@ class Emulator(kmock.KubernetesEmulator):
             raise kmock.KubernetesError(status=422, reason="Invalid", message=str(err)) from None
 
 
-class _Everything(frozenset[asyncio.Task[object]]):
-    def __contains__(self, _: object) -> bool:
-        return True
+class _NotTheOperators(frozenset[asyncio.Task[object]]):
+    """Tasks kopf must leave alone when it stops: everything but kopf's and the operator's own."""
+
+    def __contains__(self, task: object) -> bool:
+        coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+        code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+        path = code.co_filename if code is not None else ""
+        return not ("/kopf/" in path or "/jobqueue_operator/" in path)
 
 
 @contextlib.asynccontextmanager
@@ -170,9 +179,9 @@ async def running_operator(k8s: Emulator) -> AsyncIterator[Emulator]:
         stop_flag=stop,
         ready_flag=ready,
     )
-    # kopf.operator() cancels every task created while it ran (here: pytest's own fixture tasks);
-    # run_tasks with everything "ignored" stops only the operator's root tasks and their children.
-    task = asyncio.create_task(kopf.run_tasks(tasks, ignored=_Everything()))
+    # kopf.operator() cancels every task created while it ran, pytest's own fixture tasks included;
+    # run_tasks with this "ignored" set stops only kopf's and the operator's tasks.
+    task = asyncio.create_task(kopf.run_tasks(tasks, ignored=_NotTheOperators()))
     await asyncio.wait_for(ready.wait(), 10)
     try:
         yield k8s

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -37,16 +36,24 @@ def jobqueue(name: str, port: int, **overrides: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "redis": {"host": "127.0.0.1", "port": port},
         "worker": {"image": "job-queue-system:test", "concurrency": 4},
-        "scaling": {"minReplicas": 1, "maxReplicas": 5, "pollIntervalSeconds": 0.1,
-                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}},
+        "scaling": {
+            "minReplicas": 1,
+            "maxReplicas": 5,
+            "pollIntervalSeconds": 0.1,
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}},
+        },
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(spec.get(key), dict):
             spec[key] = {**spec[key], **value}
         else:
             spec[key] = value
-    return {"apiVersion": "jobqueue.dev/v1alpha1", "kind": "JobQueue",
-            "metadata": {"name": name, "namespace": NS}, "spec": spec}
+    return {
+        "apiVersion": "jobqueue.dev/v1alpha1",
+        "kind": "JobQueue",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": spec,
+    }
 
 
 async def create(k8s: Emulator, body: dict[str, Any]) -> None:
@@ -55,8 +62,9 @@ async def create(k8s: Emulator, body: dict[str, Any]) -> None:
 
 
 async def patch_spec(k8s: Emulator, name: str, spec: dict[str, Any]) -> None:
-    resp = await k8s.patch(f"{JQ_URL}/{name}", json={"spec": spec},
-                           headers={"Content-Type": "application/merge-patch+json"})
+    resp = await k8s.patch(
+        f"{JQ_URL}/{name}", json={"spec": spec}, headers={"Content-Type": "application/merge-patch+json"}
+    )
     assert resp.status < 300, await resp.text()
 
 
@@ -101,8 +109,14 @@ async def test_a_jobqueue_gets_an_owned_configmap_deployment_and_service(
     uid = must(operator, JQ, "jq1")["metadata"]["uid"]
     for child in (dep, cm, svc):
         (ref,) = child["metadata"]["ownerReferences"]
-        assert ref == {"apiVersion": "jobqueue.dev/v1alpha1", "kind": "JobQueue", "name": "jq1", "uid": uid,
-                       "controller": True, "blockOwnerDeletion": True}
+        assert ref == {
+            "apiVersion": "jobqueue.dev/v1alpha1",
+            "kind": "JobQueue",
+            "name": "jq1",
+            "uid": uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "job-queue-system:test"
     assert container["args"] == ["--role=worker", "--config=/config/config.yaml"]
@@ -125,8 +139,9 @@ async def test_a_jobqueue_gets_an_owned_configmap_deployment_and_service(
 async def test_jobs_raise_replicas_and_status_then_draining_returns_to_min_and_then_to_zero(
     operator: Emulator, redis_server: RedisServer, redis: Redis
 ) -> None:
-    await create(operator, jobqueue("burst", redis_server.port,
-                                    scaling={"minReplicas": 0, "scaleToZeroDelaySeconds": 0.5}))
+    await create(
+        operator, jobqueue("burst", redis_server.port, scaling={"minReplicas": 0, "scaleToZeroDelaySeconds": 0.5})
+    )
     await eventually(lambda: status(operator, "burst").get("queue") is not None)
     assert replicas(operator, "burst") == 0
     await enqueue(redis, "burst", 18)  # 18 jobs / 4 per worker -> 5 (max 5)
@@ -156,10 +171,14 @@ async def test_jobs_raise_replicas_and_status_then_draining_returns_to_min_and_t
 async def test_waking_from_zero_follows_the_enqueue_signal_not_the_poll_interval(
     operator: Emulator, redis_server: RedisServer, redis: Redis
 ) -> None:
-    await create(operator, jobqueue("wake", redis_server.port,
-                                    scaling={"minReplicas": 0, "pollIntervalSeconds": 60}))
-    await eventually(lambda: status(operator, "wake").get("queue") is not None)
-    await asyncio.sleep(0.2)  # let the daemon settle into its 60 s wait (this is not a condition wait)
+    await create(operator, jobqueue("wake", redis_server.port, scaling={"minReplicas": 0, "pollIntervalSeconds": 60}))
+    await eventually(lambda: status(operator, "wake").get("queue") is not None)  # first poll done
+    channel = queue(redis, "wake").keys.events_channel
+
+    async def subscribed() -> bool:
+        return bool((await redis.pubsub_numsub(channel))[0][1])
+
+    await eventually(subscribed)
     started = time.monotonic()
     await enqueue(redis, "wake", 1)
     await eventually(lambda: replicas(operator, "wake") == 1, timeout=5)
@@ -175,15 +194,28 @@ async def test_a_spec_change_patches_the_deployment_and_a_config_change_rolls_it
     dep = await eventually(lambda: get(operator, DEPLOYMENTS, "chg-worker"))
     config_hash = dep["spec"]["template"]["metadata"]["annotations"]["jobqueue.dev/config-hash"]
     await patch_spec(operator, "chg", {"worker": {"image": "job-queue-system:v2"}})
-    dep = await eventually(lambda: (d := get(operator, DEPLOYMENTS, "chg-worker"))
-                           and d["spec"]["template"]["spec"]["containers"][0]["image"] == "job-queue-system:v2" and d)
+    dep = await eventually(
+        lambda: (
+            (d := get(operator, DEPLOYMENTS, "chg-worker"))
+            and d["spec"]["template"]["spec"]["containers"][0]["image"] == "job-queue-system:v2"
+            and d
+        )
+    )
     assert dep["spec"]["template"]["metadata"]["annotations"]["jobqueue.dev/config-hash"] == config_hash
     await patch_spec(operator, "chg", {"worker": {"config": {"worker": {"max_retries": 7}}}})
-    cm = await eventually(lambda: (c := get(operator, CONFIGMAPS, "chg-worker-config"))
-                          and "max_retries: 7" in c["data"]["config.yaml"] and c)
+    cm = await eventually(
+        lambda: (
+            (c := get(operator, CONFIGMAPS, "chg-worker-config")) and "max_retries: 7" in c["data"]["config.yaml"] and c
+        )
+    )
     assert cm
-    dep = await eventually(lambda: (d := get(operator, DEPLOYMENTS, "chg-worker")) and d["spec"]["template"][
-        "metadata"]["annotations"]["jobqueue.dev/config-hash"] != config_hash and d)
+    dep = await eventually(
+        lambda: (
+            (d := get(operator, DEPLOYMENTS, "chg-worker"))
+            and d["spec"]["template"]["metadata"]["annotations"]["jobqueue.dev/config-hash"] != config_hash
+            and d
+        )
+    )
     await patch_spec(operator, "chg", {"replicas": 3, "scaling": {"paused": True}})  # kubectl scale, paused
     await eventually(lambda: replicas(operator, "chg") == 3)
     await eventually(lambda: condition(operator, "chg", "Paused").get("status") == "True")
@@ -197,13 +229,20 @@ async def test_an_unchanged_spec_patches_nothing_when_the_operator_restarts(
         await eventually(lambda: condition(k8s, "same", "Ready").get("status") == "True")
     before = len(k8s._requests)
     async with running_operator(k8s):
-        await eventually(lambda: any(
-            r.resource is not None and r.resource.plural == "deployments" and r.method == "GET"
-            for r in k8s._requests[before:]))
+        await eventually(
+            lambda: any(
+                r.resource is not None and r.resource.plural == "deployments" and r.method == "GET"
+                for r in k8s._requests[before:]
+            )
+        )
         await eventually(lambda: status(k8s, "same").get("queue") is not None)
-    writes = [(r.method, str(r.url)) for r in k8s._requests[before:]
-              if r.resource is not None and r.resource.plural in ("deployments", "configmaps", "services")
-              and r.method != "GET"]
+    writes = [
+        (r.method, str(r.url))
+        for r in k8s._requests[before:]
+        if r.resource is not None
+        and r.resource.plural in ("deployments", "configmaps", "services")
+        and r.method != "GET"
+    ]
     assert writes == []
 
 
@@ -217,8 +256,9 @@ async def test_an_invalid_spec_sets_a_condition_and_an_event_and_is_not_retried(
     (ev,) = await eventually(lambda: events(operator, "InvalidSpec"))
     assert ev["type"] == "Warning"
     # Permanent: kopf records this spec as handled (no retry) in our annotation.
-    handled = await eventually(lambda: must(operator, JQ, "bad")["metadata"]["annotations"].get(
-        "jobqueue.dev/last-handled-configuration"))
+    handled = await eventually(
+        lambda: must(operator, JQ, "bad")["metadata"]["annotations"].get("jobqueue.dev/last-handled-configuration")
+    )
     assert json.loads(handled)["spec"]["scaling"]["minReplicas"] == 4
     assert get(operator, DEPLOYMENTS, "bad-worker") is None
     await patch_spec(operator, "bad", {"scaling": {"minReplicas": 1}})
@@ -270,16 +310,16 @@ async def test_auth_comes_from_the_secret_and_deleting_the_jobqueue_releases_it(
     operator: Emulator, password_redis: RedisServer
 ) -> None:
     operator.objects["v1/secrets", NS, "redis-auth"] = {
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "redis-auth", "namespace": NS},
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "redis-auth", "namespace": NS},
         "data": {"password": base64.b64encode(b"s3cret").decode()},
     }
-    await create(operator, jobqueue("auth", password_redis.port,
-                                    redis={"auth": {"secretRef": {"name": "redis-auth"}}}))
+    await create(operator, jobqueue("auth", password_redis.port, redis={"auth": {"secretRef": {"name": "redis-auth"}}}))
     dep = await eventually(lambda: get(operator, DEPLOYMENTS, "auth-worker"))
     assert dep is not None
     env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert {"name": "REDIS_PASSWORD",
-            "valueFrom": {"secretKeyRef": {"name": "redis-auth", "key": "password"}}} in env
+    assert {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "redis-auth", "key": "password"}}} in env
     assert "s3cret" not in json.dumps(dep) + json.dumps(get(operator, CONFIGMAPS, "auth-worker-config"))
     await eventually(lambda: condition(operator, "auth", "RedisReachable").get("status") == "True")
 
@@ -307,7 +347,11 @@ async def test_every_api_call_the_operator_made_is_covered_by_the_rbac_rules(
     await eventually(lambda: replicas(operator, "rbac") == 1)
     await eventually(lambda: events(operator, "ScaledUp"))
     calls = operator_requests(operator)
-    assert {("apps", "deployments", "create"), ("apps", "deployments", "patch"),
-            ("jobqueue.dev", "jobqueues/status", "patch"), ("", "events", "create")} <= calls
+    assert {
+        ("apps", "deployments", "create"),
+        ("apps", "deployments", "patch"),
+        ("jobqueue.dev", "jobqueues/status", "patch"),
+        ("", "events", "create"),
+    } <= calls
     uncovered = sorted(c for c in calls if not rbac.covers(*c))
     assert uncovered == []

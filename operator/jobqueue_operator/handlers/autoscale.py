@@ -11,7 +11,6 @@ posts one Event per outage, and tries again next poll: a daemon never crash-loop
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping, MutableMapping
@@ -230,8 +229,20 @@ async def run(
 ) -> None:
     """The daemon's body: cycles until kopf stops it (the JobQueue is deleted or the operator exits)."""
     scaler = Scaler(kube_of(memo), body, name=name, namespace=namespace, memo=memo, logger=logger)
+
+    shutdown: asyncio.Event = memo.get("shutdown") or asyncio.Event()
+    running: set[asyncio.Task[Any]] = memo.setdefault("daemons", set())
+    me = asyncio.current_task()
+    if me is not None:
+        running.add(me)
+
+    async def until_stopped() -> None:
+        await asyncio.wait({asyncio.create_task(shutdown.wait()), asyncio.ensure_future(stopped.wait())},
+                           return_when=asyncio.FIRST_COMPLETED)
+
+    stopping = asyncio.create_task(until_stopped())
     try:
-        while not stopped:
+        while not stopped and not shutdown.is_set():
             try:
                 interval = await scaler.cycle()
             except APIError as err:
@@ -239,8 +250,21 @@ async def run(
                 interval = INVALID_RETRY_S
             probe = scaler.state.probe
             wake = probe.wake if probe is not None else asyncio.Event()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), interval)
+            waking = asyncio.create_task(wake.wait())
+            await asyncio.wait({waking, stopping}, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            waking.cancel()
             wake.clear()
     finally:
+        stopping.cancel()
         await scaler.close()
+        running.discard(me)
+
+
+async def shutdown(memo: MutableMapping[str, Any], timeout_s: float = 5.0) -> None:
+    """Operator exit (kopf's cleanup activity): stop every daemon while the API session still works."""
+    event = memo.get("shutdown")
+    if isinstance(event, asyncio.Event):
+        event.set()
+    tasks = set(memo.get("daemons") or ())
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout_s)
