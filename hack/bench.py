@@ -43,12 +43,17 @@ def baseline_lpush(server: RedisServer, n: int = 100_000) -> float:
     return float(m.group(1)) if m else float("nan")
 
 
-def config(url: str, concurrency: int, queue: str) -> jobqueue.Config:
+def config(url: str, concurrency: int, queue: str, prefetch: int = 0) -> jobqueue.Config:
     return jobqueue.build_config(
         {
             "queue_name": queue,
             "redis": {"url": url},
-            "worker": {"count": concurrency, "handler": "jobqueue.handlers:noop", "completed_keep": 0},
+            "worker": {
+                "count": concurrency,
+                "prefetch": prefetch,
+                "handler": "jobqueue.handlers:noop",
+                "completed_keep": 0,
+            },
             "circuit_breaker": {"enabled": False},
             "observability": {"metrics_port": 0},
         }
@@ -145,6 +150,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             add(
                 f"process {args.jobs} no-op jobs, 1 worker, concurrency {args.concurrency} (jobs/s)",
                 await bench_process(config(server.url, args.concurrency, f"p{r}"), args.jobs),
+            )
+            add(
+                f"process {args.jobs} no-op jobs, concurrency {args.concurrency}, prefetch {args.concurrency} (jobs/s)",
+                await bench_process(config(server.url, args.concurrency, f"pf{r}", args.concurrency), args.jobs),
             )
             p50, p99 = await bench_pickup(config(server.url, 8, f"l{r}"), args.latency_samples)
             add("idle pickup latency p50 (ms)", p50)

@@ -321,3 +321,33 @@ async def test_a_finished_job_whose_ack_cannot_be_recorded_keeps_its_lease_until
         stats = await q.stats()
     assert runs == [1]
     assert stats.counters.get("reaped", 0) == 0
+
+
+async def test_prefetched_jobs_run_and_go_back_to_the_head_in_order_on_stop(
+    redis_server: RedisServer, redis: Any
+) -> None:
+    cfg = config(redis_server, count=1, prefetch=3, shutdown_timeout="100ms")
+    started: list[int] = []
+    release = asyncio.Event()
+    reg = HandlerRegistry()
+
+    async def work(job: Job) -> None:
+        started.append(job.payload)
+        if job.payload == 0:
+            await release.wait()
+
+    reg.register("work", work)
+    async with Queue(cfg) as q:
+        ids = await q.enqueue_many([JobSpec("work", i) for i in range(6)])
+        worker = Worker(cfg, registry=reg)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        await eventually(lambda: _true(len(worker._buffer) == 3), what="three jobs prefetched")
+        stats = await q.stats()
+        assert (stats.in_flight, stats.pending) == (4, 2)  # 1 running + 3 prefetched are leased
+        stop.set()
+        release.set()
+        await asyncio.wait_for(task, 10)
+        head = await q.broker.peek_ids("low", 10)
+    assert started == [0]
+    assert head == ids[1:]  # prefetched ones back first, in their order, then the rest

@@ -16,6 +16,7 @@ import os
 import secrets
 import socket
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -121,6 +122,8 @@ class Worker:
         # Finished jobs whose outcome Redis has not yet taken (e.g. during an outage): their
         # leases are renewed like running ones, or the reaper would re-run completed work.
         self._unsettled: dict[str, str] = {}
+        # Claimed ahead of free slots (worker.prefetch): leased, renewed, started as slots free up.
+        self._buffer: deque[tuple[ClaimedJob, bool]] = deque()
         self._changed = asyncio.Event()
         self._hungry = asyncio.Event()
         self._next_due_ms: int | None = None
@@ -183,7 +186,8 @@ class Worker:
             outcomes, self._outcomes = self._outcomes, []
             self._changed.clear()
             free = self.cfg.worker.count - len(self.running)
-            allowed = self.breaker.allow(free)
+            want = free + self.cfg.worker.prefetch - len(self._buffer)
+            allowed = self.breaker.allow(max(want, 0))
             probe = allowed > 0 and self.breaker.probing
             calls, apply = self._settle_calls(outcomes)
             promote = allowed > 0 and self._promote_due()
@@ -210,8 +214,8 @@ class Worker:
                 self._next_due_ms = results[-2][1]
             if probe and not claimed:
                 self.breaker.probe_not_used()
-            for cj in claimed:
-                self._start(cj, probe)
+            self._buffer.extend((cj, probe) for cj in claimed)
+            self._fill()
             if (allowed > 0 and len(claimed) == allowed) or self._outcomes:
                 continue
             if allowed > 0:
@@ -333,6 +337,15 @@ class Worker:
         self._unsettled[cj.id] = cj.token
         self._outcomes.append(outcome)
         self._changed.set()
+        if self._buffer and not self.draining:
+            self._fill()
+
+    def _fill(self) -> None:
+        """Start buffered jobs while slots are free (no round trip needed)."""
+        count = self.cfg.worker.count
+        while self._buffer and len(self.running) < count:
+            cj, probe = self._buffer.popleft()
+            self._start(cj, probe)
 
     def _span(self, cj: ClaimedJob, job: Job) -> AbstractContextManager[Any]:
         if self.tracing is None:
@@ -441,6 +454,7 @@ class Worker:
             _reraise_if_cancelled()
             await asyncio.sleep(interval)
             held = [(job_id, r.claimed.token) for job_id, r in self.running.items()]
+            held += [(cj.id, cj.token) for cj, _ in self._buffer]
             held += list(self._unsettled.items())
             try:
                 lost = await self.broker.extend_lease(self.worker_id, self.lease_ms, held)
@@ -463,6 +477,13 @@ class Worker:
         """Stop claiming; let running jobs finish within shutdown_timeout, then requeue the rest."""
         self.draining = True
         deadline = time.monotonic() + self.cfg.worker.shutdown_timeout.total_seconds()
+        if self._buffer:  # prefetched, never started: straight back to the head, in their order
+            buffered = [(cj.id, cj.token) for cj, _ in reversed(self._buffer)]
+            self._buffer.clear()
+            try:
+                await self.broker.release(buffered)
+            except (RedisError, OSError) as err:
+                log.error("could not requeue prefetched jobs; the reaper will", extra={"error": str(err)})
         if self.running:
             log.info("draining", extra={"running": len(self.running), "timeout_s": deadline - time.monotonic()})
         while self.running and time.monotonic() < deadline:
