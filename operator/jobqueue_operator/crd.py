@@ -62,13 +62,13 @@ def structural(node: dict[str, Any]) -> dict[str, Any]:
     node = dict(node)
     for key in _DROP:
         node.pop(key, None)
-    if "anyOf" in node:
+    if "anyOf" in node:  # Optional[X]: X (omitting a field is how a spec says "none")
         variants = [v for v in node.pop("anyOf") if v.get("type") != "null"]
         if len(variants) != 1:
             raise ValueError(f"cannot express anyOf {variants!r} structurally")
-        node = {**structural(variants[0]), **{k: v for k, v in node.items() if k != "default"}} | (
-            {"default": node["default"]} if "default" in node else {}
-        )
+        node = {**variants[0], **node}
+        for key in _DROP:
+            node.pop(key, None)
     default = node.pop("default", None)
     if node.get("type") == "object":
         extra = node.pop("additionalProperties", None)
@@ -82,15 +82,14 @@ def structural(node: dict[str, Any]) -> dict[str, Any]:
             node["default"] = {}
     elif node.get("type") == "array" and "items" in node:
         node["items"] = structural(node["items"])
-    if "exclusiveMinimum" in node:
-        node["minimum"] = node.pop("exclusiveMinimum")
-        node["exclusiveMinimum"] = True
+    if "exclusiveMinimum" in node or "exclusiveMaximum" in node:
+        raise ValueError("use ge/le bounds: exclusive bounds differ between OpenAPI 3.0 and JSON Schema")
     if default is not None and "default" not in node and _is_scalar_default(default):
         node["default"] = default
     return _ordered(node)
 
 
-_ORDER = ["description", "type", "format", "enum", "default", "minimum", "exclusiveMinimum", "maximum"]
+_ORDER = ["description", "type", "format", "enum", "default", "minimum", "maximum"]
 
 
 def _ordered(node: dict[str, Any]) -> dict[str, Any]:

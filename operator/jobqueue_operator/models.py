@@ -134,9 +134,9 @@ class WorkerSpec(_Model):
 class HPAScalingPolicy(_Model):
     type: Literal["Pods", "Percent"]
     """Pods: change by at most value pods; Percent: by at most value percent."""
-    value: int = Field(gt=0)
+    value: int = Field(ge=1)
     """Amount of change allowed per period."""
-    period_seconds: int = Field(gt=0, le=1800)
+    period_seconds: int = Field(ge=1, le=1800)
     """Window the limit applies to (seconds)."""
 
 
