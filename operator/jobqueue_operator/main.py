@@ -22,6 +22,10 @@ FINALIZER = f"{GROUP}/finalizer"
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # No CRD/namespace scanning: the JobQueue CRD exists before the operator starts (Helm installs
+    # crds/ first), and namespaces are named (--namespace) or all (--all-namespaces), never globs.
+    # This keeps the RBAC to the namespaced rules in rbac.py.
+    settings.scanning.disabled = True
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -35,6 +39,12 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo["kube"] = Kube(settings)
     memo["shutdown"] = asyncio.Event()
     memo["daemons"] = set()
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster service account first, else the kubeconfig: no Kubernetes client library needed."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
 @kopf.on.cleanup()

@@ -34,14 +34,10 @@ NAMESPACED: tuple[Rule, ...] = (
          "Events: ScaledUp/ScaledDown, RedisUnreachable, InvalidSpec, kopf's handler failures"),
 )
 
-#: Cluster-scoped rules for kopf's scanning: it follows the CRD (a new version or re-install is
-#: picked up without a restart) and, with --all-namespaces or namespace globs, the namespaces.
-#: Without them kopf warns and serves what it found at start-up. Discovery (/api, /apis) needs none.
-CLUSTER: tuple[Rule, ...] = (
-    Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("get", "list", "watch"),
-         "kopf's resource scanning"),
-    Rule("", ("namespaces",), ("list", "watch"), "kopf's namespace scanning (all namespaces or globs only)"),
-)
+#: Cluster-scoped rules: none. kopf's CRD/namespace scanning is disabled (main.py), so it needs no
+#: customresourcedefinitions or namespaces access; discovery (/api, /apis) is open to any
+#: authenticated client. With --all-namespaces the NAMESPACED rules are granted cluster-wide.
+CLUSTER: tuple[Rule, ...] = ()
 
 
 def covers(group: str, resource: str, verb: str) -> bool:

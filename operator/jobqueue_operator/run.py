@@ -18,6 +18,8 @@ import kopf
 
 NAMESPACES_ENV = "JOBQUEUE_OPERATOR_WATCH_NAMESPACES"
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
+#: The chart sets the log level through the runtime's variable name.
+LOG_LEVEL_ENV = "OBSERVABILITY_LOG_LEVEL"
 
 
 def parse_args(argv: Sequence[str] | None, environ: dict[str, str] | None = None) -> argparse.Namespace:
@@ -46,7 +48,9 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str] | None = None
 def main(argv: list[str] | None = None) -> int:
     """Run until SIGINT/SIGTERM; 0 on a clean stop, 1 when the operator failed."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    name = "DEBUG" if args.verbose else os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
+    level = logging.getLevelName({"WARN": "WARNING"}.get(name, name))
+    logging.basicConfig(level=level if isinstance(level, int) else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import jobqueue_operator.main  # noqa: F401  (registers the handlers)
 

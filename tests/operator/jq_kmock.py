@@ -40,7 +40,8 @@ current_url: list[str] = []
 
 @kopf.on.login()
 def _login_to_the_emulator(**_: Any) -> kopf.ConnectionInfo:
-    return kopf.ConnectionInfo(server=current_url[-1])
+    # Above the operator's own login (service account / kubeconfig), should a developer have one.
+    return kopf.ConnectionInfo(server=current_url[-1], priority=1000)
 
 
 @attrs.define(kw_only=True, weakref_slot=True, eq=False)
@@ -168,9 +169,6 @@ async def running_operator(k8s: Emulator) -> AsyncIterator[Emulator]:
     ready = asyncio.Event()
     settings = kopf.OperatorSettings()
     settings.watching.reconnect_backoff = 0.1
-    # KMock 0.8 cannot route GET /api/v1/namespaces (it parses 'namespaces' as a namespace prefix),
-    # so kopf's namespace/CRD scanning is off here; the operator watches the one namespace ns1.
-    settings.scanning.disabled = True
     tasks = await kopf.spawn_tasks(
         registry=kopf.get_default_registry(),
         settings=settings,

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+import yaml
 from jq_kmock import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -355,3 +362,43 @@ async def test_every_api_call_the_operator_made_is_covered_by_the_rbac_rules(
     } <= calls
     uncovered = sorted(c for c in calls if not rbac.covers(*c))
     assert uncovered == []
+
+
+async def test_run_main_logs_in_with_a_kubeconfig_serves_liveness_and_stops_cleanly_on_sigterm(
+    k8s: Emulator, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The `job-queue-system --role=operator` entry point, as a process: kubeconfig login, standalone."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
+        "clusters": [{"name": "kmock", "cluster": {"server": str(k8s.url).rstrip("/")}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "u", "namespace": NS}}],
+    }))
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sys; from jobqueue_operator.run import main; sys.exit(main(sys.argv[1:]))",
+        "--role=operator", "--standalone", f"--namespace={NS}", f"--liveness=http://127.0.0.1:{port}/healthz",
+        env={**os.environ, "KUBECONFIG": str(kubeconfig), "JOBQUEUE_WORKER_IMAGE": "from-env:1"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        body = jobqueue("proc", redis_server.port)
+        del body["spec"]["worker"]["image"]  # the operator's JOBQUEUE_WORKER_IMAGE applies
+        await create(k8s, body)
+        dep = await eventually(lambda: get(k8s, DEPLOYMENTS, "proc-worker"), timeout=20)
+        assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "from-env:1"
+
+        async def live() -> bool:
+            async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/healthz") as r:
+                return r.status == 200
+
+        assert await eventually(live)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        output = (await proc.stdout.read()).decode() if proc.stdout else ""
+    assert "Traceback" not in output, output[-3000:]
