@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -210,6 +211,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         probe.close()
         server.cleanup()
     info["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    keep_logs = any(r.notes or r.error for r in rows)
+    if not keep_logs:
+        shutil.rmtree(logdir, ignore_errors=True)  # worker logs are kept only when something failed
     s = summary(rows)
     settings = {r.key: r.cls.settings for r in rows if r.cls}
     delivery = {r.key: r.cls.delivery for r in rows if r.cls}
@@ -221,7 +225,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "settings": settings,
         "delivery": delivery,
         "bulk_api": bulk,
-        "logs": str(logdir),
+        "logs": str(logdir) if keep_logs else None,
     }
 
 
@@ -277,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, v in out["results"].items():
         for note in v["notes"]:
             print(f"- note, {key}: {note}")
-    print(f"\nworker logs: {out['logs']}")
+    if out["logs"]:
+        print(f"\nworker logs: {out['logs']}")
     return 0
 
 
