@@ -353,7 +353,11 @@ async def fetch_requestheader_auth(
         session.get(f"{api_url}{AUTH_CONFIGMAP}", headers={"Authorization": f"Bearer {token}"}, ssl=ssl_ctx) as resp,
     ):
         resp.raise_for_status()
-        data = (await resp.json()).get("data") or {}
+        return requestheader_auth((await resp.json()).get("data") or {})
+
+
+def requestheader_auth(data: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
+    """(front-proxy client CA PEM, allowed common names) from the data of the authentication ConfigMap."""
     ca = data.get("requestheader-client-ca-file")
     if not ca:
         raise RuntimeError("the cluster publishes no requestheader-client-ca-file (front proxy not configured)")

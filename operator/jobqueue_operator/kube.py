@@ -30,6 +30,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "Service": ("api/v1", "services"),
     "Secret": ("api/v1", "secrets"),
     "Deployment": ("apis/apps/v1", "deployments"),
+    "HorizontalPodAutoscaler": ("apis/autoscaling/v2", "horizontalpodautoscalers"),
     "JobQueue": ("apis/jobqueue.dev/v1alpha1", "jobqueues"),
 }
 
@@ -95,6 +96,14 @@ class Kube:
         except errors.APINotFoundError:
             return None
         return patched
+
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete one object (its dependents follow in the background); False when it was gone."""
+        try:
+            await api.delete(url(kind, namespace, name), settings=self.settings, logger=self.logger)
+        except errors.APINotFoundError:
+            return False
+        return True
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """A Secret's decoded data, or None when it does not exist."""

@@ -12,7 +12,8 @@ from typing import Any
 
 import kopf
 
-from jobqueue_operator.handlers import autoscale, reconcile
+from jobqueue_operator.handlers import autoscale, metrics_api, reconcile
+from jobqueue_operator.handlers.common import kube_of
 from jobqueue_operator.kube import Kube
 from jobqueue_operator.models import GROUP, PLURAL, VERSION
 
@@ -41,6 +42,12 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo["daemons"] = set()
 
 
+@kopf.on.startup()
+async def start_metrics_api(memo: kopf.Memo, **_: Any) -> None:
+    # After configure (kopf runs startup handlers in registration order): needs memo["kube"].
+    metrics_api.start(memo, kube_of(memo))
+
+
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In-cluster service account first, else the kubeconfig: no Kubernetes client library needed."""
@@ -50,6 +57,11 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.cleanup()
 async def stop_autoscalers(memo: kopf.Memo, **_: Any) -> None:
     await autoscale.shutdown(memo)
+
+
+@kopf.on.cleanup()
+async def stop_metrics_api(memo: kopf.Memo, **_: Any) -> None:
+    await metrics_api.stop(memo)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)

@@ -28,6 +28,8 @@ NAMESPACED: tuple[Rule, ...] = (
          "the worker ConfigMap and metrics Service each JobQueue owns (server-side apply)"),
     Rule("apps", ("deployments",), ("get", "create", "patch"),
          "the worker Deployment each JobQueue owns; the autoscaler patches its replicas"),
+    Rule("autoscaling", ("horizontalpodautoscalers",), ("get", "create", "patch", "delete"),
+         "scaling.mode hpa: the HorizontalPodAutoscaler each JobQueue owns, deleted back in builtin mode"),
     Rule("", ("secrets",), ("get",),
          "the Redis credentials and CA named by spec.redis (read by name, to measure the backlog)"),
     Rule("", ("events",), ("create",),
@@ -40,6 +42,16 @@ NAMESPACED: tuple[Rule, ...] = (
 CLUSTER: tuple[Rule, ...] = ()
 
 
-def covers(group: str, resource: str, verb: str) -> bool:
+#: Rules in kube-system only, with the external metrics API enabled (handlers/metrics_api.py).
+KUBE_SYSTEM: tuple[Rule, ...] = (
+    Rule("", ("configmaps",), ("get",),
+         "the front-proxy client CA in extension-apiserver-authentication (read by name)"),
+)
+#: The one object KUBE_SYSTEM's rule is limited to (a Role's resourceNames).
+KUBE_SYSTEM_NAMES: tuple[str, ...] = ("extension-apiserver-authentication",)
+
+
+def covers(group: str, resource: str, verb: str, namespace: str | None = None) -> bool:
     """Whether the rules above allow one request (for tests and the chart's RBAC check)."""
-    return any(group == r.group and resource in r.resources and verb in r.verbs for r in NAMESPACED + CLUSTER)
+    rules = NAMESPACED + CLUSTER + (KUBE_SYSTEM if namespace == "kube-system" else ())
+    return any(group == r.group and resource in r.resources and verb in r.verbs for r in rules)

@@ -22,10 +22,10 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from jobqueue_operator import builders, scaling
-from jobqueue_operator.handlers.common import conditions_of, kube_of, refresh_ready, write_status
+from jobqueue_operator.handlers.common import conditions_of, kube_of, read_credentials, refresh_ready, write_status
 from jobqueue_operator.kube import APIError, Kube
 from jobqueue_operator.models import JobQueueSpec, parse_spec
-from jobqueue_operator.queue import Credentials, CredentialsMissing, QueueProbe
+from jobqueue_operator.queue import CredentialsMissing, QueueProbe
 from jobqueue_operator.status import Conditions, now_iso, phase
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
@@ -48,28 +48,6 @@ class ScalerState:
     last_status: dict[str, Any] | None = None
 
 
-async def _credentials(kube: Kube, namespace: str, spec: JobQueueSpec) -> Credentials:
-    username = password = ca = None
-    auth = spec.redis.auth
-    if auth is not None:
-        ref = auth.secret_ref
-        data = await kube.read_secret(namespace, ref.name)
-        if data is None or ref.password_key not in data:
-            raise CredentialsMissing(f"Secret {ref.name} (key {ref.password_key}) not found")
-        password = data[ref.password_key].decode()
-        if ref.username_key:
-            if ref.username_key not in data:
-                raise CredentialsMissing(f"Secret {ref.name} has no key {ref.username_key}")
-            username = data[ref.username_key].decode()
-    ca_ref = spec.redis.tls.ca_secret_ref
-    if ca_ref is not None:
-        data = await kube.read_secret(namespace, ca_ref.name)
-        if data is None or ca_ref.key not in data:
-            raise CredentialsMissing(f"Secret {ca_ref.name} (key {ca_ref.key}) not found")
-        ca = data[ca_ref.key].decode()
-    return Credentials(username, password, ca)
-
-
 class Scaler:
     def __init__(self, kube: Kube, body: Any, *, name: str, namespace: str,
                  memo: MutableMapping[str, Any], logger: Logger) -> None:
@@ -84,7 +62,7 @@ class Scaler:
 
     async def _probe(self, spec: JobQueueSpec) -> QueueProbe:
         """The Redis connection for the current spec.redis (reopened when it or the Secret changes)."""
-        creds = await _credentials(self.kube, self.namespace, spec)
+        creds = await read_credentials(self.kube, self.namespace, spec)
         key = builders.hash_of([spec.redis.model_dump(mode="json"), spec.queue_name, spec.queues,
                                 creds.username, creds.password, creds.ca_pem])
         if self.state.probe is None or self.state.probe_key != key:

@@ -7,7 +7,8 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from jobqueue_operator.kube import Kube
-from jobqueue_operator.models import DEFAULT_WORKER_IMAGE
+from jobqueue_operator.models import DEFAULT_WORKER_IMAGE, JobQueueSpec
+from jobqueue_operator.queue import Credentials, CredentialsMissing
 from jobqueue_operator.status import Conditions
 
 #: Environment variable naming the image of workers whose spec.worker.image is empty.
@@ -53,3 +54,26 @@ async def write_status(
     """Merge-patch the status subresource with ``fields`` plus the whole conditions list."""
     patch = {"status": {**fields, "conditions": conditions.as_list()}}
     return await kube.merge_patch("JobQueue", namespace, name, patch, subresource="status")
+
+
+async def read_credentials(kube: Kube, namespace: str, spec: JobQueueSpec) -> Credentials:
+    """The Redis credentials and CA that spec.redis names, from their Secrets (CredentialsMissing if absent)."""
+    username = password = ca = None
+    auth = spec.redis.auth
+    if auth is not None:
+        ref = auth.secret_ref
+        data = await kube.read_secret(namespace, ref.name)
+        if data is None or ref.password_key not in data:
+            raise CredentialsMissing(f"Secret {ref.name} (key {ref.password_key}) not found")
+        password = data[ref.password_key].decode()
+        if ref.username_key:
+            if ref.username_key not in data:
+                raise CredentialsMissing(f"Secret {ref.name} has no key {ref.username_key}")
+            username = data[ref.username_key].decode()
+    ca_ref = spec.redis.tls.ca_secret_ref
+    if ca_ref is not None:
+        data = await kube.read_secret(namespace, ca_ref.name)
+        if data is None or ca_ref.key not in data:
+            raise CredentialsMissing(f"Secret {ca_ref.name} (key {ca_ref.key}) not found")
+        ca = data[ca_ref.key].decode()
+    return Credentials(username, password, ca)

@@ -1,5 +1,9 @@
 """Create/update/resume: turn the JobQueue into its ConfigMap, Deployment and Service, idempotently.
 
+In ``scaling.mode: hpa`` it also applies the JobQueue's HorizontalPodAutoscaler (hpa.py), and
+deletes it when the mode goes back to builtin; every JobQueue's queue is registered with the
+external metrics API (handlers/metrics_api.py) that such an HPA reads.
+
 Each child carries the hash of what we applied; an unchanged spec sends no write at all, a
 changed one is server-side applied (the pod template's config hash rolls the Deployment), and a
 replicas-only change (kubectl scale, an HPA, the autoscaler) is a one-field merge patch. An
@@ -9,6 +13,7 @@ does not retry until the spec changes.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -17,10 +22,11 @@ import kopf
 from pydantic import ValidationError
 
 from jobqueue.config import format_validation_error
-from jobqueue_operator import builders
+from jobqueue_operator import builders, hpa
+from jobqueue_operator.handlers import metrics_api
 from jobqueue_operator.handlers.common import conditions_of, default_image, kube_of, refresh_ready, write_status
 from jobqueue_operator.kube import APIError, Kube, Unprocessable
-from jobqueue_operator.models import parse_spec
+from jobqueue_operator.models import JobQueueSpec, parse_spec
 
 RETRY_DELAY_S = 10.0
 
@@ -59,6 +65,25 @@ async def ensure(kube: Kube, child: dict[str, Any], uid: str) -> str | None:
         await kube.merge_patch("Deployment", meta["namespace"], meta["name"], {"spec": {"replicas": want}})
         return "scaled"
     return None
+
+
+def desired_children(
+    owner: Mapping[str, Any], spec: Mapping[str, Any], parsed: JobQueueSpec, replicas: int
+) -> list[dict[str, Any]]:
+    """The ConfigMap, Deployment and Service, plus the HPA in hpa mode."""
+    children = builders.build_children(owner, parsed, replicas, default_image())
+    if parsed.scaling.mode == "hpa":
+        children.append(hpa.build_hpa({"metadata": dict(owner), "spec": copy.deepcopy(dict(spec))}))
+    return children
+
+
+async def remove_hpa(kube: Kube, namespace: str, name: str, uid: str) -> bool:
+    """Back in builtin mode: delete the HPA this JobQueue controls (never someone else's)."""
+    hpa_name = hpa.hpa_name(name)
+    live = await kube.get("HorizontalPodAutoscaler", namespace, hpa_name)
+    if live is None or _owned_by_other(live, uid):
+        return False
+    return await kube.delete("HorizontalPodAutoscaler", namespace, hpa_name)
 
 
 async def _fail_invalid(
@@ -100,8 +125,10 @@ async def reconcile(
         replicas = (live or {}).get("spec", {}).get("replicas", parsed.scaling.min_replicas)
     owner = {"name": name, "namespace": namespace, "uid": meta["uid"]}
     try:
-        children = builders.build_children(owner, parsed, int(replicas), default_image())
+        children = desired_children(owner, spec, parsed, int(replicas))
         done = [(c["kind"], await ensure(kube, c, meta["uid"])) for c in children]
+        if parsed.scaling.mode != "hpa" and await remove_hpa(kube, namespace, name, meta["uid"]):
+            done.append(("HorizontalPodAutoscaler", "deleted"))
     except builders.InvalidSpec as err:
         await _fail_invalid(kube, memo, body, name=name, namespace=namespace, generation=generation,
                             problems=err.problems)
@@ -115,6 +142,7 @@ async def reconcile(
     changed = [f"{kind} {what}" for kind, what in done if what]
     if changed:
         logger.info("reconciled: %s", ", ".join(changed))
+    await metrics_api.register(memo, kube, namespace=namespace, name=name, spec=parsed, logger=logger)
     memo["invalid"] = None
     memo["applied"] = True
     if spec.get("replicas") is None:
@@ -132,8 +160,10 @@ async def reconcile(
         scaler.last_status = None  # make the autoscaler write its whole view again
 
 
-async def deleted(*, name: str, namespace: str, logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
-                  **_: Any) -> None:
-    """Nothing to delete by hand: the children carry owner references and are garbage-collected."""
+async def deleted(*, name: str, namespace: str, memo: MutableMapping[str, Any],
+                  logger: logging.Logger | logging.LoggerAdapter[logging.Logger], **_: Any) -> None:
+    """Stop serving its metrics; nothing to delete by hand: the children (the HPA too) carry owner
+    references and are garbage-collected."""
+    await metrics_api.unregister(memo, namespace, name)
     logger.info("JobQueue %s/%s deleted; its Deployment, ConfigMap and Service follow by owner reference",
                 namespace, name)
