@@ -8,12 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from polling import eventually
 from redis.asyncio import Redis
 from redis_server import RedisServer
 
@@ -23,15 +23,6 @@ from jobqueue.keys import QueueKeys
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 pytestmark = pytest.mark.slow
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def write_config(tmp_path: Path, server: RedisServer, **overrides: Any) -> Path:
@@ -85,13 +76,13 @@ async def test_a_job_of_a_sigkilled_worker_is_reclaimed_and_completed(
         job_id = await q.enqueue("sleep", {"s": 1.5})
     a = start("worker", cfg, redis_server, tmp_path / "a.log")
     try:
-        await eventually(lambda: _started(redis, job_id), what="job started in worker A")
+        await eventually(lambda: _started(redis, job_id), timeout=20, what="job started in worker A")
         a.send_signal(signal.SIGKILL)
         a.wait(10)
         killed_at = time.monotonic()
         b = start("worker", cfg, redis_server, tmp_path / "b.log")
         try:
-            await eventually(lambda: _completed(broker, 1), what="job completed by worker B")
+            await eventually(lambda: _completed(broker, 1), timeout=20, what="job completed by worker B")
             reclaim_s = time.monotonic() - killed_at
         finally:
             b.send_signal(signal.SIGTERM)
@@ -121,7 +112,7 @@ async def test_sigterm_lets_the_running_job_finish_and_exits_0(
     async with jobqueue.Queue(jobqueue.load_config(cfg, environ={})) as q:
         job_id = await q.enqueue("sleep", {"s": 0.5})
     w = start("worker", cfg, redis_server, tmp_path / "w.log")
-    await eventually(lambda: _started(redis, job_id), what="job started")
+    await eventually(lambda: _started(redis, job_id), timeout=20, what="job started")
     w.send_signal(signal.SIGTERM)
     assert w.wait(20) == 0
     assert (await runs(redis, job_id))[-1].startswith("done:1:")
@@ -137,7 +128,7 @@ async def test_sigterm_requeues_a_job_that_cannot_finish_in_time_at_once(
         await q.enqueue("sleep", {"s": 0}, priority="high", job_id="other")
         job_id = await q.enqueue("sleep", {"s": 60}, priority="high")
     w = start("worker", cfg, redis_server, tmp_path / "w.log")
-    await eventually(lambda: _started(redis, job_id), what="long job started")
+    await eventually(lambda: _started(redis, job_id), timeout=20, what="long job started")
     w.send_signal(signal.SIGTERM)
     assert w.wait(20) == 0
     record = await broker.get_job(job_id)
@@ -167,7 +158,7 @@ async def test_all_in_one_processes_a_scan_dir_to_completion_and_the_dlq(
     broker = broker_for(redis)
     proc = start("all", cfg, redis_server, tmp_path / "all.log")
     try:
-        await eventually(lambda: _settled(broker, 23), what="23 files completed or dead-lettered")
+        await eventually(lambda: _settled(broker, 23), timeout=20, what="23 files completed or dead-lettered")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0, (tmp_path / "all.log").read_text()[-3000:]
@@ -259,7 +250,9 @@ async def test_a_worker_started_before_redis_waits_for_it_instead_of_crash_loopi
             late.start()
             client = Redis.from_url(late.url)
             try:
-                await eventually(lambda: _live_workers(client, 1), what="worker registered once Redis is up")
+                await eventually(
+                    lambda: _live_workers(client, 1), timeout=20, what="worker registered once Redis is up"
+                )
             finally:
                 await client.aclose()
         finally:

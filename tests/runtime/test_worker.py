@@ -6,25 +6,16 @@ import asyncio
 import itertools
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from polling import eventually
 from redis_server import RedisServer
 
 import jobqueue
 from jobqueue import HandlerRegistry, Job, JobSpec, PermanentJobError, Queue, RetryJob, Worker
 from jobqueue.roles.reaper import Reaper
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll with a deadline (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def config(server: RedisServer, **worker: Any) -> jobqueue.Config:
