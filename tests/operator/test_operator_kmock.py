@@ -136,6 +136,8 @@ async def test_a_jobqueue_gets_an_owned_configmap_deployment_and_service(
     assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
     await eventually(lambda: condition(operator, "jq1", "Ready").get("status") == "True")
     await eventually(lambda: condition(operator, "jq1", "RedisReachable").get("status") == "True")
+    # The reconcile handler's status write can land before the autoscaler's first report.
+    await eventually(lambda: status(operator, "jq1").get("desiredReplicas") == 1)
     st = status(operator, "jq1")
     assert st["selector"] == "app.kubernetes.io/name=jobqueue-worker,app.kubernetes.io/instance=jq1"
     assert st["observedGeneration"] >= 1 and st["desiredReplicas"] == 1
