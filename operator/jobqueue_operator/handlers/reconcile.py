@@ -126,6 +126,10 @@ async def reconcile(
     owner = {"name": name, "namespace": namespace, "uid": meta["uid"]}
     try:
         children = desired_children(owner, spec, parsed, int(replicas))
+        if spec.get("replicas") is None:
+            # Before any child is applied: once the HPA exists (or anyone scales the Deployment),
+            # this default must not overwrite their spec.replicas.
+            await kube.merge_patch("JobQueue", namespace, name, {"spec": {"replicas": int(replicas)}})
         done = [(c["kind"], await ensure(kube, c, meta["uid"])) for c in children]
         if parsed.scaling.mode != "hpa" and await remove_hpa(kube, namespace, name, meta["uid"]):
             done.append(("HorizontalPodAutoscaler", "deleted"))
@@ -145,8 +149,6 @@ async def reconcile(
     await metrics_api.register(memo, kube, namespace=namespace, name=name, spec=parsed, logger=logger)
     memo["invalid"] = None
     memo["applied"] = True
-    if spec.get("replicas") is None:
-        await kube.merge_patch("JobQueue", namespace, name, {"spec": {"replicas": int(replicas)}})
     conditions = conditions_of(memo, body.get("status"))
     refresh_ready(memo, conditions, generation)
     conditions.set("Paused", parsed.scaling.paused, "Paused" if parsed.scaling.paused else "NotPaused",
