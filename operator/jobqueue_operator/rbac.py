@@ -31,7 +31,7 @@ NAMESPACED: tuple[Rule, ...] = (
     Rule("autoscaling", ("horizontalpodautoscalers",), ("get", "create", "patch", "delete"),
          "scaling.mode hpa: the HorizontalPodAutoscaler each JobQueue owns, deleted back in builtin mode"),
     Rule("", ("secrets",), ("get",),
-         "the Redis credentials and CA named by spec.redis (read by name, to measure the backlog)"),
+         "the Redis credentials and CA named by spec.redis (read by name, to measure and serve the backlog)"),
     Rule("", ("events",), ("create",),
          "Events: ScaledUp/ScaledDown, RedisUnreachable, InvalidSpec, kopf's handler failures"),
 )

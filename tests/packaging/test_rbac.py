@@ -1,60 +1,37 @@
 """The chart's RBAC covers every Kubernetes API call the operator makes, and grants nothing else.
 
-The operator's calls come from ``jobqueue_operator.rbac`` (NAMESPACED and CLUSTER rules, which
-its KMock test checks against every request the real operator sends), plus the calls of the HPA
-mode and the external metrics server (hpa.py, external_metrics.py), listed here. Until the
-operator's list exists, the expected calls of issue 4 below stand in for it.
+The operator's calls are ``jobqueue_operator.rbac`` (NAMESPACED, CLUSTER and KUBE_SYSTEM rules),
+which its KMock tests check against every request the real operator sends, HPA mode and the
+external metrics API included.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import pytest
 from chart_support import NAMESPACE, VALUE_SETS, find, manifests
 
+from jobqueue_operator import rbac
+
 Call = tuple[str, str, str]  # (verb, apiGroup, resource)
 
-#: Calls of the HPA mode (build_hpa): the HorizontalPodAutoscaler each JobQueue owns.
-HPA_CALLS: list[Call] = [(v, "autoscaling", "horizontalpodautoscalers") for v in ("get", "create", "patch", "delete")]
-#: Stand-in for the operator's own list while it has none (issue 4's resources).
-FALLBACK_NAMESPACED: list[Call] = [
-    *((v, "jobqueue.dev", "jobqueues") for v in ("list", "watch", "patch")),
-    ("patch", "jobqueue.dev", "jobqueues/status"),
-    *((v, "", r) for r in ("configmaps", "services") for v in ("get", "create", "patch")),
-    *((v, "apps", "deployments") for v in ("get", "create", "patch")),
-    ("get", "", "secrets"),
-    ("create", "", "events"),
-]
-FALLBACK_CLUSTER: list[Call] = [
-    *((v, "apiextensions.k8s.io", "customresourcedefinitions") for v in ("get", "list", "watch")),
-    ("list", "", "namespaces"),
-    ("watch", "", "namespaces"),
-]
-#: Cluster-scoped calls only made when watching every namespace.
-ALL_NAMESPACES_ONLY = {("", "namespaces")}
 
-
-def _operator_calls() -> tuple[list[Call], list[Call]]:
-    """(namespaced, cluster) calls from jobqueue_operator.rbac, or the stand-in lists."""
-    try:
-        module = importlib.import_module("jobqueue_operator.rbac")
-    except ModuleNotFoundError:
-        return FALLBACK_NAMESPACED, FALLBACK_CLUSTER
-
-    def expand(rules: Any) -> list[Call]:
-        return [(v, r.group, res) for r in rules for res in r.resources for v in r.verbs]
-
-    return expand(module.NAMESPACED), expand(module.CLUSTER)
+def _expand(rules: tuple[rbac.Rule, ...]) -> list[Call]:
+    return [(v, r.group, res) for r in rules for res in r.resources for v in r.verbs]
 
 
 def _namespaced_calls() -> list[Call]:
-    return _operator_calls()[0] + HPA_CALLS
+    return _expand(rbac.NAMESPACED)
 
 
 def _cluster_calls(all_namespaces: bool) -> list[Call]:
-    return [c for c in _operator_calls()[1] if all_namespaces or (c[1], c[2]) not in ALL_NAMESPACES_ONLY]
+    del all_namespaces  # kopf's scanning is off: no cluster-scoped call in either mode
+    return _expand(rbac.CLUSTER)
+
+
+def _kube_system_calls(external_metrics: bool) -> list[Call]:
+    return _expand(rbac.KUBE_SYSTEM) if external_metrics else []
 
 
 def _allows(rules: list[dict[str, Any]], verb: str, group: str, resource: str) -> bool:
@@ -66,8 +43,11 @@ def _allows(rules: list[dict[str, Any]], verb: str, group: str, resource: str) -
     )
 
 
-def _bound_rules(objs: list[dict[str, Any]], sa: str, namespace: str | None) -> list[dict[str, Any]]:
-    """Rules granted to ServiceAccount ``sa`` in ``namespace`` (None: cluster-wide grants only)."""
+def _bound_rules(
+    objs: list[dict[str, Any]], sa: str, namespace: str | None, *, role_bindings_only: bool = False
+) -> list[dict[str, Any]]:
+    """Rules granted to ServiceAccount ``sa`` in ``namespace`` (None: cluster-wide grants only),
+    or only those of the RoleBindings in that namespace."""
     roles = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in objs}
     rules: list[dict[str, Any]] = []
     for binding in objs:
@@ -81,21 +61,13 @@ def _bound_rules(objs: list[dict[str, Any]], sa: str, namespace: str | None) -> 
         bns = binding["metadata"].get("namespace")
         if binding["kind"] == "RoleBinding" and bns != namespace:
             continue
+        if role_bindings_only and binding["kind"] != "RoleBinding":
+            continue
         ref = binding["roleRef"]
         role = roles.get((ref["kind"], bns if ref["kind"] == "Role" else None, ref["name"]))
-        if role is None and ref["kind"] == "Role":
-            role = {"rules": BUILTIN_ROLES.get((bns, ref["name"]), [])}
         assert role is not None, f"{binding['metadata']['name']} binds a role the chart does not render: {ref}"
         rules.extend(role["rules"])
     return rules
-
-
-#: Roles that exist in every cluster, bound (not created) by the chart.
-BUILTIN_ROLES = {
-    ("kube-system", "extension-apiserver-authentication-reader"): [
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}
-    ],
-}
 
 
 def _sa(name: str) -> str:
@@ -125,21 +97,49 @@ def test_rbac_covers_every_call_of_the_operator(name: str) -> None:
         assert not _allows(cluster, "list", "", "namespaces")
 
 
+def _external_metrics(name: str) -> bool:
+    return bool(VALUE_SETS[name].get("externalMetrics", {}).get("enabled", True))
+
+
 @pytest.mark.parametrize("name", list(VALUE_SETS))
 def test_operator_is_granted_nothing_it_does_not_call(name: str) -> None:
     objs = manifests(VALUE_SETS[name])
     sa = _sa(name)
     watched = VALUE_SETS[name].get("operator", {}).get("watchNamespaces") or [None]
-    allowed = set(_namespaced_calls()) | set(_cluster_calls(watched == [None]))
-    allowed |= {("get", "", "configmaps"), ("list", "", "configmaps"), ("watch", "", "configmaps")}  # kube-system CA
-    for ns in {None, "kube-system", *watched}:
-        for rule in _bound_rules(objs, sa, ns):
+    granted = set(_namespaced_calls())
+    expected = {
+        None: granted | set(_cluster_calls(watched == [None])) if watched == [None] else set(),
+        "kube-system": set(_kube_system_calls(_external_metrics(name))),
+        **{ns: granted for ns in watched if ns is not None},
+    }
+    for ns, allowed in expected.items():
+        for rule in _bound_rules(objs, sa, ns, role_bindings_only=ns == "kube-system"):
             for group in rule["apiGroups"]:
                 for resource in rule["resources"]:
                     for verb in rule["verbs"]:
                         assert (verb, group, resource) in allowed, (
-                            f"granted but never called: {verb} {group}/{resource}"
+                            f"{ns or 'cluster-wide'}: granted but never called: {verb} {group}/{resource}"
                         )
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_the_chart_grants_exactly_the_rules_of_the_operator(name: str) -> None:
+    """Both ways at once: each bound rule set, expanded, equals jobqueue_operator.rbac's calls."""
+    objs = manifests(VALUE_SETS[name])
+    sa = _sa(name)
+    watched = VALUE_SETS[name].get("operator", {}).get("watchNamespaces") or [None]
+
+    def granted(ns: str | None) -> set[Call]:
+        rules = _bound_rules(objs, sa, ns, role_bindings_only=ns == "kube-system")
+        return {(v, g, r) for rule in rules for g in rule["apiGroups"]
+                for r in rule["resources"] for v in rule["verbs"]}
+
+    for ns in watched:
+        want = set(_namespaced_calls()) | (set(_cluster_calls(True)) if ns is None else set())
+        assert granted(ns) == want, ns or "cluster-wide"
+    if watched != [None]:
+        assert granted(None) == set(_cluster_calls(False))
+    assert granted("kube-system") == set(_kube_system_calls(_external_metrics(name)))
 
 
 @pytest.mark.parametrize(
@@ -147,8 +147,9 @@ def test_operator_is_granted_nothing_it_does_not_call(name: str) -> None:
 )
 def test_external_metrics_server_can_read_the_front_proxy_ca_and_the_hpa_can_read_it(name: str) -> None:
     objs = manifests(VALUE_SETS[name])
-    rules = _bound_rules(objs, _sa(name), "kube-system")
+    rules = _bound_rules(objs, _sa(name), "kube-system", role_bindings_only=True)
     assert _allows(rules, "get", "", "configmaps")  # extension-apiserver-authentication
+    assert [r.get("resourceNames") for r in rules] == [list(rbac.KUBE_SYSTEM_NAMES)], "that ConfigMap only"
     (binding,) = [
         b for b in find(objs, "ClusterRoleBinding") if b["metadata"]["name"].endswith("external-metrics-reader")
     ]
