@@ -18,13 +18,13 @@ HANDLER = "adapters.lib_jobqueue:noop"
 
 
 def config(url: str) -> jobqueue.Config:
-    """The same settings on both sides: 8 concurrent jobs in one process, everything else default
-    except the circuit breaker (off: no peer has one, and a no-op never fails)."""
+    """8 concurrent jobs in one process, 8 prefetched (Dramatiq and Celery prefetch by default too),
+    everything else default except the circuit breaker (off: no peer has one, a no-op never fails)."""
     return jobqueue.build_config(
         {
             "queue_name": "bench",
             "redis": {"url": url},
-            "worker": {"count": 8, "handler": HANDLER},
+            "worker": {"count": 8, "prefetch": 8, "handler": HANDLER},
             "circuit_breaker": {"enabled": False},
         }
     )
@@ -39,7 +39,7 @@ class JobqueueAdapter(Adapter):
     dist = "jobqueue"
     delivery = "at-least-once (lease + heartbeat; the reaper requeues a dead worker's jobs)"
     settings = (
-        "`jobqueue.Worker` (public API) in its own process; `worker.count: 8`, "
+        "`jobqueue.Worker` (public API) in its own process; `worker.count: 8`, `worker.prefetch: 8`, "
         "`circuit_breaker.enabled: false`, all else default (heartbeat TTL 30 s, completed_keep 1000); "
         "async no-op handler by `worker.handler`"
     )
