@@ -231,17 +231,33 @@ class Chaos:
         self.fleet.append(w)
         return w
 
-    def _pick(self, started: bool = False) -> WorkerProc | None:
-        """A random live worker; ``started``: only one that finished starting up (it logged so)."""
+    def _pick(self, started: bool = False, among: set[int] | None = None) -> WorkerProc | None:
+        """A random live worker; ``started``: only one that finished starting up (it logged so);
+        ``among``: only these pids (when any of them is alive)."""
         alive = [w for w in self.fleet if not w.signalled and not w.stopped and w.proc.poll() is None]
+        if among:
+            alive = [w for w in alive if w.pid in among] or alive
         if started:
             # A SIGTERM that lands while the process is still importing kills it with the default
             # action (exit -15, nothing claimed yet); scale-down is about the drain of a running worker.
             alive = [w for w in alive if b'"worker started"' in w.log_path.read_bytes()]
         return self.rng.choice(alive) if alive else None
 
-    def kill_worker(self) -> None:
-        w = self._pick(started=True) or self._pick()
+    async def kill_busy_worker(self, redis: Redis) -> None:
+        """SIGKILL a worker that holds leased jobs, so every kill of the kill-only phase has
+        something to reclaim (a kill of an idle worker measures nothing)."""
+        busy: set[int] = set()
+        try:
+            for job_id in await redis.zrange(self.keys.active, 0, 50):
+                wid = await redis.hget(self.keys.job(_s(job_id)), "worker")
+                if wid:
+                    busy.add(int(_s(wid).rsplit("-", 2)[-2]))
+        except (RedisError, ValueError, IndexError):
+            pass
+        self.kill_worker(among=busy)
+
+    def kill_worker(self, among: set[int] | None = None) -> None:
+        w = self._pick(started=True, among=among) or self._pick()
         if w is None:
             return
         w.signalled, w.signal_ms = "kill", now_ms()
@@ -325,7 +341,7 @@ class Chaos:
         P = self.p.phase_s
         if phase == "kill":
             steps = max(int(P / self.p.kill_every_s), 1)
-            return [(i * self.p.kill_every_s + 0.2, self.kill_worker) for i in range(steps)]
+            return [(i * self.p.kill_every_s + 0.2, lambda: self.kill_busy_worker(redis)) for i in range(steps)]
         if phase == "scale-down":
             return [(0.1 * P, self.term_worker), (0.55 * P, self.term_worker)]
         if phase == "network":
