@@ -54,9 +54,7 @@ class Kube:
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            body: dict[str, Any] = await api.get(
-                url(kind, namespace, name), settings=self.settings, logger=self.logger
-            )
+            body: dict[str, Any] = await api.get(url(kind, namespace, name), settings=self.settings, logger=self.logger)
         except errors.APINotFoundError:
             return None
         return body

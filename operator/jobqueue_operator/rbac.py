@@ -20,20 +20,43 @@ class Rule:
 
 #: Namespaced rules (granted per watched namespace, or cluster-wide with --all-namespaces).
 NAMESPACED: tuple[Rule, ...] = (
-    Rule("jobqueue.dev", ("jobqueues",), ("list", "watch", "patch"),
-         "kopf watches JobQueues and patches its finalizer/annotations; the autoscaler patches spec.replicas"),
-    Rule("jobqueue.dev", ("jobqueues/status",), ("patch",),
-         "status: queue figures, replicas, conditions"),
-    Rule("", ("configmaps", "services"), ("get", "create", "patch"),
-         "the worker ConfigMap and metrics Service each JobQueue owns (server-side apply)"),
-    Rule("apps", ("deployments",), ("get", "create", "patch"),
-         "the worker Deployment each JobQueue owns; the autoscaler patches its replicas"),
-    Rule("autoscaling", ("horizontalpodautoscalers",), ("get", "create", "patch", "delete"),
-         "scaling.mode hpa: the HorizontalPodAutoscaler each JobQueue owns, deleted back in builtin mode"),
-    Rule("", ("secrets",), ("get",),
-         "the Redis credentials and CA named by spec.redis (read by name, to measure and serve the backlog)"),
-    Rule("", ("events",), ("create",),
-         "Events: ScaledUp/ScaledDown, RedisUnreachable, InvalidSpec, kopf's handler failures"),
+    Rule(
+        "jobqueue.dev",
+        ("jobqueues",),
+        ("list", "watch", "patch"),
+        "kopf watches JobQueues and patches its finalizer/annotations; the autoscaler patches spec.replicas",
+    ),
+    Rule("jobqueue.dev", ("jobqueues/status",), ("patch",), "status: queue figures, replicas, conditions"),
+    Rule(
+        "",
+        ("configmaps", "services"),
+        ("get", "create", "patch"),
+        "the worker ConfigMap and metrics Service each JobQueue owns (server-side apply)",
+    ),
+    Rule(
+        "apps",
+        ("deployments",),
+        ("get", "create", "patch"),
+        "the worker Deployment each JobQueue owns; the autoscaler patches its replicas",
+    ),
+    Rule(
+        "autoscaling",
+        ("horizontalpodautoscalers",),
+        ("get", "create", "patch", "delete"),
+        "scaling.mode hpa: the HorizontalPodAutoscaler each JobQueue owns, deleted back in builtin mode",
+    ),
+    Rule(
+        "",
+        ("secrets",),
+        ("get",),
+        "the Redis credentials and CA named by spec.redis (read by name, to measure and serve the backlog)",
+    ),
+    Rule(
+        "",
+        ("events",),
+        ("create",),
+        "Events: ScaledUp/ScaledDown, RedisUnreachable, InvalidSpec, kopf's handler failures",
+    ),
 )
 
 #: Cluster-scoped rules: none. kopf's CRD/namespace scanning is disabled (main.py), so it needs no
@@ -44,8 +67,9 @@ CLUSTER: tuple[Rule, ...] = ()
 
 #: Rules in kube-system only, with the external metrics API enabled (handlers/metrics_api.py).
 KUBE_SYSTEM: tuple[Rule, ...] = (
-    Rule("", ("configmaps",), ("get",),
-         "the front-proxy client CA in extension-apiserver-authentication (read by name)"),
+    Rule(
+        "", ("configmaps",), ("get",), "the front-proxy client CA in extension-apiserver-authentication (read by name)"
+    ),
 )
 #: The one object KUBE_SYSTEM's rule is limited to (a Role's resourceNames).
 KUBE_SYSTEM_NAMES: tuple[str, ...] = ("extension-apiserver-authentication",)

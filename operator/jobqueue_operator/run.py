@@ -30,10 +30,16 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str] | None = None
     parser.add_argument("-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)")
     parser.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     peering = parser.add_mutually_exclusive_group()
-    peering.add_argument("--standalone", dest="standalone", action="store_true", default=True,
-                         help="run without peering (one replica; the default)")
-    peering.add_argument("--peering", dest="standalone", action="store_false",
-                         help="coordinate replicas through kopf peering objects")
+    peering.add_argument(
+        "--standalone",
+        dest="standalone",
+        action="store_true",
+        default=True,
+        help="run without peering (one replica; the default)",
+    )
+    peering.add_argument(
+        "--peering", dest="standalone", action="store_false", help="coordinate replicas through kopf peering objects"
+    )
     parser.add_argument("--liveness", default=DEFAULT_LIVENESS, help="kopf liveness endpoint URL ('' disables)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(list(argv) if argv is not None else None)
@@ -50,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     name = "DEBUG" if args.verbose else os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
     level = logging.getLevelName({"WARN": "WARNING"}.get(name, name))
-    logging.basicConfig(level=level if isinstance(level, int) else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level if isinstance(level, int) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     import jobqueue_operator.main  # noqa: F401  (registers the handlers)
 
     try:

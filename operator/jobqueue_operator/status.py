@@ -56,9 +56,7 @@ class Conditions:
         return [dict(c) for c in sorted(self.by_type.values(), key=lambda c: order.get(c["type"], 99))]
 
 
-def phase(
-    *, invalid: bool, paused: bool, redis_ok: bool | None, desired: int | None, polled: bool
-) -> str:
+def phase(*, invalid: bool, paused: bool, redis_ok: bool | None, desired: int | None, polled: bool) -> str:
     """One word for `kubectl get jq -o wide`: the most important thing about the JobQueue now."""
     if invalid:
         return "Invalid"

@@ -49,8 +49,9 @@ class ScalerState:
 
 
 class Scaler:
-    def __init__(self, kube: Kube, body: Any, *, name: str, namespace: str,
-                 memo: MutableMapping[str, Any], logger: Logger) -> None:
+    def __init__(
+        self, kube: Kube, body: Any, *, name: str, namespace: str, memo: MutableMapping[str, Any], logger: Logger
+    ) -> None:
         self.kube, self.body, self.name, self.namespace = kube, body, name, namespace
         self.memo, self.logger = memo, logger
         self.state: ScalerState = memo.setdefault("scaler", ScalerState())
@@ -63,8 +64,16 @@ class Scaler:
     async def _probe(self, spec: JobQueueSpec) -> QueueProbe:
         """The Redis connection for the current spec.redis (reopened when it or the Secret changes)."""
         creds = await read_credentials(self.kube, self.namespace, spec)
-        key = builders.hash_of([spec.redis.model_dump(mode="json"), spec.queue_name, spec.queues,
-                                creds.username, creds.password, creds.ca_pem])
+        key = builders.hash_of(
+            [
+                spec.redis.model_dump(mode="json"),
+                spec.queue_name,
+                spec.queues,
+                creds.username,
+                creds.password,
+                creds.ca_pem,
+            ]
+        )
         if self.state.probe is None or self.state.probe_key != key:
             await self.close()
             self.state.probe = QueueProbe.open(self.name, spec, creds)
@@ -113,12 +122,12 @@ class Scaler:
             desired, busy = await self._decide(spec, probe, stats, backlog=backlog, current=current, now=now)
         elif spec.scaling.mode == "hpa":
             desired = spec.replicas if spec.replicas is not None else current
-        await self._report(spec, stats, deployment, desired=desired, busy=busy, backlog=backlog,
-                           generation=generation)
+        await self._report(spec, stats, deployment, desired=desired, busy=busy, backlog=backlog, generation=generation)
         return interval
 
-    async def _decide(self, spec: JobQueueSpec, probe: QueueProbe, stats: Any, *, backlog: int,
-                      current: int, now: float) -> tuple[int, int | None]:
+    async def _decide(
+        self, spec: JobQueueSpec, probe: QueueProbe, stats: Any, *, backlog: int, current: int, now: float
+    ) -> tuple[int, int | None]:
         busy = await probe.busy_workers(stats)  # 0 without a round trip when nothing is in flight
         floor = current if busy is None else busy  # too many to count: assume every pod is busy
         obs = scaling.Observation(now, current, backlog, floor, self.state.last_active)
@@ -145,25 +154,42 @@ class Scaler:
             self.logger.warning("cannot read the queue (replicas kept): %s", why)
             kopf.event(self.body, type="Warning", reason=reason, message=f"replicas kept: {why}")
         await self.close()  # reconnect from scratch next poll
-        fields = {"phase": phase(invalid=False, paused=spec.scaling.paused, redis_ok=False, desired=None,
-                                 polled=True)}
+        fields = {"phase": phase(invalid=False, paused=spec.scaling.paused, redis_ok=False, desired=None, polled=True)}
         await self._write(fields, generation)
 
-    async def _report(self, spec: JobQueueSpec, stats: Any, deployment: Mapping[str, Any], *, desired: int,
-                      busy: int | None, backlog: int, generation: int | None) -> None:
+    async def _report(
+        self,
+        spec: JobQueueSpec,
+        stats: Any,
+        deployment: Mapping[str, Any],
+        *,
+        desired: int,
+        busy: int | None,
+        backlog: int,
+        generation: int | None,
+    ) -> None:
         c = self.conditions
         dstatus = deployment.get("status") or {}
         ready = int(dstatus.get("readyReplicas") or 0)
-        c.set("Active", backlog > 0, "WorkPending" if backlog > 0 else "Idle",
-              f"backlog {backlog}", generation)
+        c.set("Active", backlog > 0, "WorkPending" if backlog > 0 else "Idle", f"backlog {backlog}", generation)
         if ready == desired:
             c.set("Scaling", False, "Stable", f"{ready} of {desired} ready", generation)
         else:
-            c.set("Scaling", True, "ScalingUp" if desired > ready else "ScalingDown",
-                  f"{ready} of {desired} ready", generation)
+            c.set(
+                "Scaling",
+                True,
+                "ScalingUp" if desired > ready else "ScalingDown",
+                f"{ready} of {desired} ready",
+                generation,
+            )
         paused = spec.scaling.paused
-        c.set("Paused", paused, "Paused" if paused else "NotPaused",
-              "spec.scaling.paused freezes replicas" if paused else "", generation)
+        c.set(
+            "Paused",
+            paused,
+            "Paused" if paused else "NotPaused",
+            "spec.scaling.paused freezes replicas" if paused else "",
+            generation,
+        )
         fields: dict[str, Any] = {
             "phase": phase(invalid=False, paused=paused, redis_ok=True, desired=desired, polled=True),
             "replicas": int(dstatus.get("replicas") or 0),
@@ -215,8 +241,10 @@ async def run(
         running.add(me)
 
     async def until_stopped() -> None:
-        await asyncio.wait({asyncio.create_task(shutdown.wait()), asyncio.ensure_future(stopped.wait())},
-                           return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            {asyncio.create_task(shutdown.wait()), asyncio.ensure_future(stopped.wait())},
+            return_when=asyncio.FIRST_COMPLETED,
+        )
 
     stopping = asyncio.create_task(until_stopped())
     try:

@@ -128,8 +128,9 @@ async def _close(api: MetricsAPI, key: tuple[str, str]) -> None:
             await client.aclose()
 
 
-async def register(memo: Mapping[str, Any], kube: Kube, *, namespace: str, name: str, spec: JobQueueSpec,
-                   logger: Logger) -> None:
+async def register(
+    memo: Mapping[str, Any], kube: Kube, *, namespace: str, name: str, spec: JobQueueSpec, logger: Logger
+) -> None:
     """Serve this JobQueue's figures from its Redis (a lazy pool, reopened when spec.redis or its
     Secrets change). Missing credentials only log: the autoscaler reports them on the JobQueue."""
     api = _of(memo)
@@ -141,14 +142,16 @@ async def register(memo: Mapping[str, Any], kube: Kube, *, namespace: str, name:
         logger.warning("external metrics: not serving this JobQueue yet: %s", err)
         return
     key = (namespace, name)
-    digest = builders.hash_of([spec.redis.model_dump(mode="json"), spec.queue_name, spec.queues,
-                               creds.username, creds.password, creds.ca_pem])
+    digest = builders.hash_of(
+        [spec.redis.model_dump(mode="json"), spec.queue_name, spec.queues, creds.username, creds.password, creds.ca_pem]
+    )
     if key not in api.clients or api.clients[key][0] != digest:
         await _close(api, key)
         api.clients[key] = (digest, queue.make_client(queue.redis_config(spec, creds), creds.ca_pem))
     broker = Broker(api.clients[key][1], QueueKeys(spec.queue_name or name, tuple(spec.queues)))
-    api.registry.register(namespace, name, broker,
-                          Counting(spec.scaling.count_in_flight, spec.scaling.count_delayed_due))
+    api.registry.register(
+        namespace, name, broker, Counting(spec.scaling.count_in_flight, spec.scaling.count_delayed_due)
+    )
 
 
 async def unregister(memo: Mapping[str, Any], namespace: str, name: str) -> None:

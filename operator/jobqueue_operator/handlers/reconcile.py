@@ -87,8 +87,14 @@ async def remove_hpa(kube: Kube, namespace: str, name: str, uid: str) -> bool:
 
 
 async def _fail_invalid(
-    kube: Kube, memo: MutableMapping[str, Any], body: Any, *, name: str, namespace: str,
-    generation: int | None, problems: list[str],
+    kube: Kube,
+    memo: MutableMapping[str, Any],
+    body: Any,
+    *,
+    name: str,
+    namespace: str,
+    generation: int | None,
+    problems: list[str],
 ) -> None:
     message = "; ".join(problems)
     memo["invalid"] = message
@@ -115,8 +121,15 @@ async def reconcile(
     try:
         parsed = parse_spec(spec)
     except ValidationError as err:
-        await _fail_invalid(kube, memo, body, name=name, namespace=namespace, generation=generation,
-                            problems=[f"spec.{p}" for p in format_validation_error(err)])
+        await _fail_invalid(
+            kube,
+            memo,
+            body,
+            name=name,
+            namespace=namespace,
+            generation=generation,
+            problems=[f"spec.{p}" for p in format_validation_error(err)],
+        )
         return
     names = builders.Names.of(name)
     replicas = parsed.replicas
@@ -134,12 +147,20 @@ async def reconcile(
         if parsed.scaling.mode != "hpa" and await remove_hpa(kube, namespace, name, meta["uid"]):
             done.append(("HorizontalPodAutoscaler", "deleted"))
     except builders.InvalidSpec as err:
-        await _fail_invalid(kube, memo, body, name=name, namespace=namespace, generation=generation,
-                            problems=err.problems)
+        await _fail_invalid(
+            kube, memo, body, name=name, namespace=namespace, generation=generation, problems=err.problems
+        )
         return
     except Unprocessable as err:
-        await _fail_invalid(kube, memo, body, name=name, namespace=namespace, generation=generation,
-                            problems=[f"the API server rejected a child: {err.message or err}"])
+        await _fail_invalid(
+            kube,
+            memo,
+            body,
+            name=name,
+            namespace=namespace,
+            generation=generation,
+            problems=[f"the API server rejected a child: {err.message or err}"],
+        )
         return
     except APIError as err:
         raise kopf.TemporaryError(f"applying children failed: {err}", delay=RETRY_DELAY_S) from err
@@ -151,8 +172,13 @@ async def reconcile(
     memo["applied"] = True
     conditions = conditions_of(memo, body.get("status"))
     refresh_ready(memo, conditions, generation)
-    conditions.set("Paused", parsed.scaling.paused, "Paused" if parsed.scaling.paused else "NotPaused",
-                   "spec.scaling.paused freezes replicas" if parsed.scaling.paused else "", generation)
+    conditions.set(
+        "Paused",
+        parsed.scaling.paused,
+        "Paused" if parsed.scaling.paused else "NotPaused",
+        "spec.scaling.paused freezes replicas" if parsed.scaling.paused else "",
+        generation,
+    )
     fields: dict[str, Any] = {"observedGeneration": generation, "selector": builders.selector_string(name)}
     scaler = memo.get("scaler")
     if getattr(scaler, "last_status", None) is None:  # the autoscaler has not reported yet
@@ -162,10 +188,17 @@ async def reconcile(
         scaler.last_status = None  # make the autoscaler write its whole view again
 
 
-async def deleted(*, name: str, namespace: str, memo: MutableMapping[str, Any],
-                  logger: logging.Logger | logging.LoggerAdapter[logging.Logger], **_: Any) -> None:
+async def deleted(
+    *,
+    name: str,
+    namespace: str,
+    memo: MutableMapping[str, Any],
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    **_: Any,
+) -> None:
     """Stop serving its metrics; nothing to delete by hand: the children (the HPA too) carry owner
     references and are garbage-collected."""
     await metrics_api.unregister(memo, namespace, name)
-    logger.info("JobQueue %s/%s deleted; its Deployment, ConfigMap and Service follow by owner reference",
-                namespace, name)
+    logger.info(
+        "JobQueue %s/%s deleted; its Deployment, ConfigMap and Service follow by owner reference", namespace, name
+    )
