@@ -131,6 +131,7 @@ class Worker:
         self._executor = ThreadPoolExecutor(w.thread_pool_size or w.count, thread_name_prefix="jobqueue-job")
         self._job_timeout = w.job_timeout.total_seconds() or None
         self._remember_ms = int(w.completed_ttl.total_seconds() * 1000)
+        self._async_cache: dict[int, bool] = {}  # by id(): handlers need not be hashable
         self.started_at = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -278,7 +279,9 @@ class Worker:
             reason = "malformed payload"
             self._bury_now(cj, reason, _summarise(err, cj.raw))
             return
-        job = job.model_copy(update={"id": cj.id, "retries": cj.attempts, "priority": cj.priority})
+        # The job was just built here and is not shared yet: set the record's view of it in place
+        # (model_copy would cost a copy per job on the hot path).
+        job.__dict__.update(id=cj.id, retries=cj.attempts, priority=cj.priority)
         handler = self.registry.get(job.type) if job.type else self.default_handler
         if handler is None:
             self._bury_now(cj, "no handler", f"no handler registered for job type {job.type!r}")
@@ -305,7 +308,7 @@ class Worker:
         try:
             with self._span(cj, job) as span:
                 async with asyncio.timeout(timeout):
-                    if is_async(handler):
+                    if self._is_async(handler):
                         await handler(job)
                     else:
                         # The copied context carries the current span into the handler's thread.
@@ -346,6 +349,12 @@ class Worker:
         while self._buffer and len(self.running) < count:
             cj, probe = self._buffer.popleft()
             self._start(cj, probe)
+
+    def _is_async(self, handler: Handler) -> bool:
+        known = self._async_cache.get(id(handler))
+        if known is None:
+            known = self._async_cache[id(handler)] = is_async(handler)
+        return known
 
     def _span(self, cj: ClaimedJob, job: Job) -> AbstractContextManager[Any]:
         if self.tracing is None:
