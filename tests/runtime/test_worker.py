@@ -342,3 +342,43 @@ async def test_prefetched_jobs_run_and_go_back_to_the_head_in_order_on_stop(
         head = await q.broker.peek_ids("low", 10)
     assert started == [0]
     assert head == ids[1:]  # prefetched ones back first, in their order, then the rest
+
+
+async def test_an_ack_whose_reply_was_lost_is_re_sent_and_its_refusal_is_not_called_a_takeover(
+    redis_server: RedisServer, redis: Any, caplog: Any
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    cfg = config(redis_server)
+    reg = HandlerRegistry()
+
+    async def quick(job: Job) -> None:
+        pass
+
+    reg.register("quick", quick)
+    async with Queue(cfg) as q:
+        await q.enqueue("quick")
+        worker = Worker(cfg, registry=reg)
+        real_run_many = worker.broker.run_many
+        dropped = False
+
+        async def reply_lost(calls: Any) -> Any:
+            nonlocal dropped
+            result = await real_run_many(calls)
+            if not dropped and any(c.script == "ack" for c in calls):
+                dropped = True
+                raise RedisConnectionError("simulated: the reply to the ack was lost")
+            return result
+
+        worker.broker.run_many = reply_lost  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        with caplog.at_level("INFO", logger="jobqueue.worker"):
+            task = asyncio.create_task(worker.run(stop))
+            await eventually(lambda: _true(dropped and not worker._outcomes and not worker._unsettled), what="re-sent")
+            stop.set()
+            await task
+        stats = await q.stats()
+    assert stats.counters.get("completed") == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("result refused on re-send") for m in messages)
+    assert "result refused: lease was taken over" not in messages

@@ -80,6 +80,7 @@ class _Outcome:
     elapsed_s: float = 0.0
     span: Any = None
     trace_context: dict[str, str] | None = None
+    resent: bool = False  # an earlier send failed mid-way: Redis may already have taken it
 
 
 class Worker:
@@ -199,6 +200,8 @@ class Worker:
             try:
                 results = await self.broker.run_many(calls)
             except (RedisError, OSError) as err:
+                for o in outcomes:
+                    o.resent = True
                 self._outcomes[:0] = outcomes  # keep them; re-sent results are refused harmlessly
                 if probe:
                     self.breaker.probe_not_used()
@@ -415,7 +418,14 @@ class Worker:
             qm.failed.inc()  # every attempt that did not succeed: retried or dead-lettered
         if not ok:
             qm.lease_lost.inc()
-            log.warning("result refused: lease was taken over", extra={**self._fields(o), "outcome": o.kind})
+            if o.resent:
+                # The first send may have landed before the connection dropped; we cannot tell.
+                log.info(
+                    "result refused on re-send: recorded before the connection dropped, or the lease was taken over",
+                    extra={**self._fields(o), "outcome": o.kind},
+                )
+            else:
+                log.warning("result refused: lease was taken over", extra={**self._fields(o), "outcome": o.kind})
         elif o.kind == "ack":
             qm.completed.inc()
             if log.isEnabledFor(logging.DEBUG):
@@ -450,6 +460,8 @@ class Worker:
                 apply(await self.broker.run_many(calls))
                 return
             except (RedisError, OSError) as err:
+                for o in outcomes:
+                    o.resent = True
                 self._outcomes[:0] = outcomes
                 log.warning("could not record outcomes yet", extra={"error": str(err)})
                 await asyncio.sleep(delay)
