@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from redis.exceptions import AuthenticationError, ResponseError
 
 from jobqueue.collector import QueueCollector
 from jobqueue.errors import JobQueueError
@@ -57,7 +58,11 @@ class Health:
                 await self.redis_probe()
         except TimeoutError:
             return "redis unreachable: no answer to PING within 2s"
-        except Exception as err:  # any failure to PING means not ready; report it
+        except AuthenticationError as err:
+            return f"redis refused the credentials: {err}"
+        except ResponseError as err:
+            return f"redis answered with an error: {err}"
+        except Exception as err:  # any other failure to PING means not ready; report it
             return f"redis unreachable: {err}"
         return None
 

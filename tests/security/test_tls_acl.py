@@ -182,7 +182,8 @@ async def test_readyz_says_why_redis_is_not_usable(
         async with http.get(f"http://127.0.0.1:{server.port}/readyz") as resp:
             body = await resp.text()
             assert resp.status == 503, body
-        assert body.startswith("redis unreachable:") and READYZ[case] in body, body
+        prefix = "redis refused the credentials:" if case == "wrong password" else "redis unreachable:"
+        assert body.startswith(prefix) and READYZ[case] in body, body
         assert "not-the-password" not in body
         async with http.get(f"http://127.0.0.1:{server.port}/healthz") as resp:
             assert resp.status == 200  # alive, just not ready
