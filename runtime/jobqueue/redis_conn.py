@@ -106,16 +106,32 @@ async def check(client: Redis, cfg: RedisConfig) -> None:
     try:
         await client.ping()
     except AuthenticationError as err:
-        raise RedisUnavailable(f"Redis at {where} refused the credentials: {err}") from None
+        raise RedisUnavailable(_auth_message(cfg, where, err)) from None
     except ssl.SSLError as err:
         raise RedisUnavailable(f"TLS handshake with Redis at {where} failed: {err}") from None
     except (RedisConnectionError, RedisTimeoutError, OSError) as err:
         cause = err.__cause__ or err.__context__
         if isinstance(cause, ssl.SSLError) or "SSL" in str(err) or "certificate" in str(err):
             raise RedisUnavailable(f"TLS handshake with Redis at {where} failed: {err}") from None
-        raise RedisUnavailable(f"cannot reach Redis at {where}: {err}", retryable=True) from None
+        hint = ""
+        tls = cfg.tls.enabled or (cfg.url or "").startswith("rediss://")
+        if not tls and ("reset by peer" in str(err) or "Connection closed" in str(err)):
+            hint = " (if this Redis only speaks TLS, use a rediss:// URL or redis.tls.enabled)"
+        raise RedisUnavailable(f"cannot reach Redis at {where}: {err}{hint}", retryable=True) from None
     except ResponseError as err:
+        if "NOAUTH" in str(err) or "HELLO must be called" in str(err):
+            raise RedisUnavailable(_auth_message(cfg, where, err)) from None
         raise RedisUnavailable(f"Redis at {where} answered with an error: {err}") from None
+
+
+def _auth_message(cfg: RedisConfig, where: str, err: Exception) -> str:
+    given = cfg.password is not None or "@" in (cfg.url or "")
+    if not given:
+        return (
+            f"Redis at {where} requires authentication and no credentials were given "
+            "(set redis.password / REDIS_PASSWORD, redis.username, or user:password@ in redis.url)"
+        )
+    return f"Redis at {where} refused the credentials: {err}"
 
 
 async def wait_until_reachable(client: Redis, cfg: RedisConfig, stop: asyncio.Event | None = None) -> None:

@@ -203,3 +203,25 @@ async def test_readyz_is_ready_with_the_right_ca_and_user(tls_redis: TLSRedis, h
     finally:
         await server.stop()
         await client.aclose()
+
+
+async def test_connecting_without_credentials_says_that_credentials_are_missing(tls_redis: TLSRedis) -> None:
+    cfg = config({"addr": tls_redis.addr, "tls": {"enabled": True, "ca_file": str(tls_redis.ca.cert)}})
+    client = make_client(cfg.redis)
+    try:
+        with pytest.raises(RedisUnavailable, match="requires authentication and no credentials were given"):
+            await check(client, cfg.redis)
+    finally:
+        await client.aclose()
+
+
+async def test_plain_redis_against_a_tls_only_port_hints_at_tls(tls_redis: TLSRedis) -> None:
+    cfg = config({"addr": tls_redis.addr, "username": tls_redis.user, "password": tls_redis.password})
+    client = make_client(cfg.redis)
+    try:
+        with pytest.raises(RedisUnavailable) as info:
+            await check(client, cfg.redis)
+    finally:
+        await client.aclose()
+    assert tls_redis.password not in str(info.value)
+    assert "rediss://" in str(info.value) or "TLS" in str(info.value), str(info.value)
