@@ -96,8 +96,12 @@ class QueueProbe:
         probe._task = asyncio.create_task(probe._listen(), name=f"jobqueue-waker:{keys.queue}")
         return probe
 
+    @property
+    def broker(self) -> Broker:
+        return Broker(self.client, self.keys)
+
     async def stats(self) -> QueueStats:
-        return await Broker(self.client, self.keys).queue_stats()
+        return await self.broker.queue_stats()
 
     async def busy_workers(self, stats: QueueStats) -> int | None:
         """Distinct workers holding leases; None when too many jobs are in flight to count."""
@@ -105,11 +109,8 @@ class QueueProbe:
             return 0
         if stats.in_flight > BUSY_SCAN_LIMIT:
             return None
-        ids = await self.client.zrange(self.keys.active, 0, BUSY_SCAN_LIMIT - 1)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hget(self.keys.job(job_id.decode() if isinstance(job_id, bytes) else str(job_id)), "worker")
-            workers = await pipe.execute()
+        broker = self.broker
+        workers = await broker.job_field(await broker.peek_ids("active", BUSY_SCAN_LIMIT), "worker")
         return len({w for w in workers if w})
 
     async def _listen(self) -> None:

@@ -280,7 +280,7 @@ def redact_url(url: str) -> str:
     if not sep or not at:
         return url
     user, colon, _ = creds.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}" if colon else f"{scheme}://***@{host}"
+    return f"{scheme}://{user}:***@{host}" if colon else f"{scheme}://***@{host}"
 
 
 # --------------------------------------------------------------------------- loading
