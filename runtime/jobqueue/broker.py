@@ -155,23 +155,26 @@ class Broker:
         index = {name: i + 1 for i, name in enumerate(self._names)}
         for it in items:
             args += [it.id, index[it.priority], it.due_ms, it.max_retries, it.data]
-        return Call("enqueue", [k.job_prefix, k.scheduled, k.wake, *self._pending], args, _bools)
+        keys = [k.job_prefix, k.scheduled, k.wake, k.idle, k.idle_slots, k.handoff_prefix, k.active, k.seq]
+        return Call("enqueue", [*keys, *self._pending], args, _bools)
 
     async def enqueue(self, items: Sequence[EnqueueItem]) -> list[bool]:
         """Add jobs; False for an id that already exists (idempotent)."""
         return await self.run(self.enqueue_call(items))
 
-    def claim_call(self, n: int, lease_ms: int, worker_id: str) -> Call[list[ClaimedJob]]:
+    def claim_call(self, n: int, lease_ms: int, worker_id: str, idle_ttl_ms: int = 0) -> Call[list[ClaimedJob]]:
         k = self.keys
         return Call(
             "claim",
-            [k.job_prefix, k.active, k.seq, k.wake, *self._pending],
-            [self.clock.now_ms(), lease_ms, n, worker_id, WAKE_CAP, *self._names],
+            [k.job_prefix, k.active, k.seq, k.wake, k.idle, k.idle_slots, k.handoff(worker_id), *self._pending],
+            [self.clock.now_ms(), lease_ms, n, worker_id, WAKE_CAP, idle_ttl_ms, *self._names],
             _parse_claimed,
         )
 
-    async def claim(self, n: int, lease_ms: int, worker_id: str) -> list[ClaimedJob]:
-        return await self.run(self.claim_call(n, lease_ms, worker_id))
+    async def claim(self, n: int, lease_ms: int, worker_id: str, idle_ttl_ms: int = 0) -> list[ClaimedJob]:
+        """Jobs handed to this worker, then up to n pending ones; with idle_ttl_ms > 0 and fewer than n
+        found, the worker is registered for direct handoff until then (see enqueue.lua)."""
+        return await self.run(self.claim_call(n, lease_ms, worker_id, idle_ttl_ms))
 
     def promote_call(self, limit: int = 1000) -> Call[tuple[int, int | None]]:
         k = self.keys
@@ -246,7 +249,10 @@ class Broker:
         raw = await self.run(
             Call(
                 "reap",
-                [k.job_prefix, k.active, k.dead, k.stats, k.workers, k.wake, *self._pending],
+                [
+                    *(k.job_prefix, k.active, k.dead, k.stats, k.workers, k.wake),
+                    *(k.idle, k.idle_slots, k.handoff_prefix, *self._pending),
+                ],
                 [self.clock.now_ms(), limit, WAKE_CAP, *self._names],
                 lambda r: r,
             )
@@ -263,7 +269,12 @@ class Broker:
     async def unregister_worker(self, worker_id: str) -> bool:
         k = self.keys
         return await self.run(
-            Call("unregister_worker", [k.workers, k.worker(worker_id)], [worker_id], lambda r: int(r) == 1)
+            Call(
+                "unregister_worker",
+                [k.workers, k.worker(worker_id), k.idle, k.idle_slots, k.handoff(worker_id)],
+                [worker_id],
+                lambda r: int(r) == 1,
+            )
         )
 
     async def rate_limit(self, limit: int, window_ms: int, n: int = 1) -> int:
@@ -324,10 +335,17 @@ class Broker:
 
     # ------------------------------------------------------------------ reads
 
-    async def wait_for_wake(self, client: Redis, timeout_s: float) -> bool:
-        """Block (on a dedicated connection) until a wake-up token arrives or the timeout passes."""
-        got = await client.blpop([self.keys.wake], timeout=max(timeout_s, 0.001))
-        return got is not None
+    async def wait_for_work(self, client: Redis, worker_id: str, timeout_s: float) -> ClaimedJob | bool:
+        """Block (on a dedicated connection) until a job is handed to this worker (returned, leased),
+        a wake-up token arrives (True) or the timeout passes (False)."""
+        handoff = self.keys.handoff(worker_id)
+        got = await client.blpop([handoff, self.keys.wake], timeout=max(timeout_s, 0.001))
+        if got is None:
+            return False
+        key, value = got
+        if _s(key) != handoff:
+            return True
+        return parse_handoff(value if isinstance(value, bytes) else value.encode())
 
     async def get_job(self, job_id: str) -> dict[str, str] | None:
         raw = await self.redis.hgetall(self.keys.job(job_id))
@@ -411,6 +429,20 @@ def _parse_claimed(raw: Any) -> list[ClaimedJob]:
             )
         )
     return out
+
+
+def parse_handoff(entry: bytes) -> ClaimedJob:
+    """A handoff list entry (enqueue.lua): token, id, priority, attempts, ready ms, job JSON."""
+    token, job_id, priority, attempts, ready_ms, raw = entry.split(b"\x1f", 5)
+    return ClaimedJob(
+        id=job_id.decode(),
+        token=token.decode(),
+        priority=priority.decode(),
+        attempts=int(attempts),
+        ready_ms=int(ready_ms),
+        raw=raw,
+        is_raw_entry=False,
+    )
 
 
 def _map_error(err: Exception) -> Exception:

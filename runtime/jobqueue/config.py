@@ -139,6 +139,10 @@ class WorkerConfig(_Section):
     """Jobs claimed ahead of free slots and held (leased) locally, so a finished job's slot refills
     without a round trip. Raises the throughput of short jobs; a prefetched job waits behind this
     process's running ones instead of going to an idle worker. Default 0."""
+    handoff: bool = True
+    """While a worker has free slots and the queue is dry, enqueue leases new jobs straight to it
+    and it starts them on the reply to its blocking read: no claim round trip, so the lowest
+    pickup latency. Off: idle workers are woken and then claim. Default true."""
     handler: str = "jobqueue.handlers:process_file"
     """Import path (module:function) of the handler for jobs without a type. Default: file simulation."""
     handler_modules: list[str] = Field(default_factory=list)

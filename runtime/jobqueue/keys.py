@@ -72,6 +72,24 @@ class QueueKeys:
         return f"{self.base}wake"
 
     @property
+    def idle(self) -> str:
+        """ZSET worker id -> idle registration expiry (ms): workers that enqueue hands jobs to directly."""
+        return f"{self.base}idle"
+
+    @property
+    def idle_slots(self) -> str:
+        """HASH worker id -> "<free slots> <lease ms>" of each idle registration."""
+        return f"{self.base}idle_slots"
+
+    @property
+    def handoff_prefix(self) -> str:
+        return f"{self.base}handoff:"
+
+    def handoff(self, worker_id: str) -> str:
+        """LIST of jobs enqueue leased straight to this worker, which blocks on it while idle."""
+        return f"{self.base}handoff:{worker_id}"
+
+    @property
     def workers(self) -> str:
         """ZSET worker id -> registration expiry (ms): the live-worker registry."""
         return f"{self.base}workers"

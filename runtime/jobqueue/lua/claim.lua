@@ -1,27 +1,56 @@
 -- claim: take up to N ready jobs in strict priority order and lease them to a worker.
+-- First it collects the jobs already handed to this worker by enqueue (direct handoff, see
+-- enqueue.lua) that its blocking read has not taken yet: they are leased to it already.
 -- A list entry without a job hash (pushed raw by another program) is given a record with a
 -- fresh id "raw-<n>" and flag "raw", so the worker can decode it or dead-letter it: never dropped.
 -- An entry whose hash is not pending (a duplicate entry) is skipped.
+-- When it found fewer than N and ARGV[6] > 0, the worker is entered as idle with N - found free
+-- slots until now + ARGV[6], so enqueue hands new jobs straight to it; otherwise it is removed.
 -- KEYS[1]   -> jobqueue:{Q}:job:          job hash prefix
 -- KEYS[2]   -> jobqueue:{Q}:active        ZSET id -> lease deadline (ms)
 -- KEYS[3]   -> jobqueue:{Q}:seq           STRING counter for fencing tokens and raw ids
 -- KEYS[4]   -> jobqueue:{Q}:wake          LIST of wake-up tokens
--- KEYS[5..] -> jobqueue:{Q}:pending:<p>   one LIST per priority, highest first
+-- KEYS[5]   -> jobqueue:{Q}:idle          ZSET worker id -> idle registration expiry (ms)
+-- KEYS[6]   -> jobqueue:{Q}:idle_slots    HASH worker id -> "<free slots> <lease ms>"
+-- KEYS[7]   -> jobqueue:{Q}:handoff:<wid> LIST of handoff entries for this worker
+-- KEYS[8..] -> jobqueue:{Q}:pending:<p>   one LIST per priority, highest first
 -- ARGV[1]   -> now (ms)
 -- ARGV[2]   -> lease length (ms)
--- ARGV[3]   -> N, most jobs to claim (count)
+-- ARGV[3]   -> N, most jobs to claim from the pending lists (count)
 -- ARGV[4]   -> worker id (recorded on the job)
 -- ARGV[5]   -> wake cap (count)
--- ARGV[6..] -> priority names aligned with KEYS[5..]
+-- ARGV[6]   -> idle registration time to live (ms; 0 = do not register for handoff)
+-- ARGV[7..] -> priority names aligned with KEYS[8..]
 -- Returns: flat array, 7 per claimed job: id, token, priority, attempts, ready_ms, job JSON, flag ("" or "raw").
 -- When it claimed N and work remains it pushes a wake token, so another idle worker wakes (chain wake).
 local now = tonumber(ARGV[1])
 local deadline = now + tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
+local idle_ttl = tonumber(ARGV[6])
 local out = {}
 local got = 0
-for i = 5, #KEYS do
-  local prio = ARGV[i + 1]
+local handed = redis.call('LRANGE', KEYS[7], 0, -1)
+if #handed > 0 then
+  redis.call('DEL', KEYS[7])
+  for _, entry in ipairs(handed) do
+    local token, id = string.match(entry, '^([^\31]*)\31([^\31]*)\31')
+    local key = KEYS[1] .. id
+    local f = redis.call('HMGET', key, 'token', 'state', 'prio', 'attempts', 'ready_ms', 'data')
+    if f[1] == token and f[2] == 'active' then  -- else reaped meanwhile: no longer ours
+      redis.call('ZADD', KEYS[2], deadline, id)
+      out[#out + 1] = id
+      out[#out + 1] = token
+      out[#out + 1] = f[3]
+      out[#out + 1] = f[4]
+      out[#out + 1] = f[5]
+      out[#out + 1] = f[6]
+      out[#out + 1] = ''
+      got = got + 1
+    end
+  end
+end
+for i = 8, #KEYS do
+  local prio = ARGV[i - 1]
   while got < n do
     local id = redis.call('RPOP', KEYS[i])
     if not id then break end
@@ -54,8 +83,14 @@ for i = 5, #KEYS do
   end
   if got >= n then break end
 end
+if got < n and idle_ttl > 0 then
+  redis.call('ZADD', KEYS[5], now + idle_ttl, ARGV[4])
+  redis.call('HSET', KEYS[6], ARGV[4], (n - got) .. ' ' .. ARGV[2])
+else
+  if redis.call('ZREM', KEYS[5], ARGV[4]) == 1 then redis.call('HDEL', KEYS[6], ARGV[4]) end
+end
 if got >= n and n > 0 then
-  for i = 5, #KEYS do
+  for i = 8, #KEYS do
     if redis.call('LLEN', KEYS[i]) > 0 then
       redis.call('LPUSH', KEYS[4], '1')
       redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[5]) - 1)

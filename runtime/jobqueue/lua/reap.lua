@@ -1,4 +1,5 @@
--- reap: recover jobs whose lease expired (their worker crashed or hung) and prune dead workers.
+-- reap: recover jobs whose lease expired (their worker crashed or hung) and prune dead workers
+-- (with their idle registration and handoff list: jobs on it are leased, so recovered by lease).
 -- Each recovered job counts the lost attempt and goes back to the head of its pending list;
 -- a job whose attempts are exhausted goes to the dead-letter queue as "lease expired"
 -- (poison-pill protection). Safe to run from many processes at once.
@@ -8,11 +9,14 @@
 -- KEYS[4]   -> jobqueue:{Q}:stats         HASH of lifetime counters
 -- KEYS[5]   -> jobqueue:{Q}:workers       ZSET worker id -> registration expiry (ms)
 -- KEYS[6]   -> jobqueue:{Q}:wake          LIST of wake-up tokens
--- KEYS[7..] -> jobqueue:{Q}:pending:<p>   one LIST per priority, highest first
+-- KEYS[7]   -> jobqueue:{Q}:idle          ZSET worker id -> idle registration expiry (ms)
+-- KEYS[8]   -> jobqueue:{Q}:idle_slots    HASH worker id -> "<free slots> <lease ms>"
+-- KEYS[9]   -> jobqueue:{Q}:handoff:      handoff list prefix (lists are prefix..worker id)
+-- KEYS[10..] -> jobqueue:{Q}:pending:<p>  one LIST per priority, highest first
 -- ARGV[1]   -> now (ms)
 -- ARGV[2]   -> most jobs to recover in this call (count)
 -- ARGV[3]   -> wake cap (count)
--- ARGV[4..] -> priority names aligned with KEYS[7..]
+-- ARGV[4..] -> priority names aligned with KEYS[10..]
 -- Returns: {requeued ids (array), dead-lettered ids (array)}
 local now = tonumber(ARGV[1])
 local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
@@ -33,7 +37,7 @@ for _, id in ipairs(ids) do
     else
       local target = KEYS[#KEYS]
       for i = 4, #ARGV do
-        if ARGV[i] == f[2] then target = KEYS[i + 3] break end
+        if ARGV[i] == f[2] then target = KEYS[i + 6] break end
       end
       redis.call('HSET', key, 'state', 'pending', 'error', err, 'ready_ms', now)
       redis.call('RPUSH', target, id)
@@ -46,5 +50,10 @@ if #requeued > 0 then
   redis.call('LPUSH', KEYS[6], '1')
   redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[3]) - 1)
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
+for _, w in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', KEYS[5], w)
+  redis.call('ZREM', KEYS[7], w)
+  redis.call('HDEL', KEYS[8], w)
+  redis.call('DEL', KEYS[9] .. w)
+end
 return {requeued, buried}

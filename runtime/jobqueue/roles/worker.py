@@ -53,6 +53,10 @@ PROMOTE_INTERVAL_S = 0.5
 """Longest a due retry waits to be promoted when this process did not schedule it itself."""
 WAKE_WAIT_S = 1.0
 """Longest single BLPOP on the wake list (bounds how stale an idle worker's view can get)."""
+IDLE_TTL_MS = 3_000
+"""How long an idle registration (direct handoff) lives unless the worker claims again, which an
+idle worker does every PROMOTE_INTERVAL_S: a worker killed while idle gets new jobs handed to it
+for at most this long (they are leased, so the reaper recovers them when their lease expires)."""
 
 
 def new_worker_id() -> str:
@@ -132,6 +136,8 @@ class Worker:
         self._executor = ThreadPoolExecutor(w.thread_pool_size or w.count, thread_name_prefix="jobqueue-job")
         self._job_timeout = w.job_timeout.total_seconds() or None
         self._remember_ms = int(w.completed_ttl.total_seconds() * 1000)
+        self._idle_ttl_ms = IDLE_TTL_MS if w.handoff else 0
+        self._idle_registered = False  # as of the last claim: enqueue may be handing us jobs
         self._async_cache: dict[int, bool] = {}  # by id(): handlers need not be hashable
         self.started_at = time.time()
 
@@ -195,8 +201,13 @@ class Worker:
             promote = allowed > 0 and self._promote_due()
             if promote:
                 calls.append(self.broker.promote_call())
-            if allowed > 0:
-                calls.append(self.broker.claim_call(allowed, self.lease_ms, self.worker_id))
+            claiming = allowed > 0 or self._idle_registered
+            idle_ttl = 0
+            if claiming:
+                # A probe must be a claimed job, so no handoff registration while probing; with no
+                # free slot (allowed == 0) this call just takes handed-off jobs and deregisters.
+                idle_ttl = 0 if probe or self.draining else self._idle_ttl_ms
+                calls.append(self.broker.claim_call(allowed, self.lease_ms, self.worker_id, idle_ttl))
             try:
                 results = await self.broker.run_many(calls)
             except (RedisError, OSError) as err:
@@ -212,7 +223,8 @@ class Worker:
                 continue
             backoff = 0.05
             apply(results)
-            claimed: list[ClaimedJob] = results[-1] if allowed > 0 else []
+            claimed: list[ClaimedJob] = results[-1] if claiming else []
+            self._idle_registered = allowed > 0 and len(claimed) < allowed and idle_ttl > 0
             if promote:
                 self._last_promote = self.clock.monotonic()
                 self._next_due_ms = results[-2][1]
@@ -220,7 +232,7 @@ class Worker:
                 self.breaker.probe_not_used()
             self._buffer.extend((cj, probe) for cj in claimed)
             self._fill()
-            if (allowed > 0 and len(claimed) == allowed) or self._outcomes:
+            if (allowed > 0 and len(claimed) >= allowed) or self._outcomes:
                 continue
             if allowed > 0:
                 self._hungry.set()
@@ -249,13 +261,17 @@ class Worker:
             pass
 
     async def _waker_loop(self) -> None:
-        """While the dispatcher is hungry, block on the wake list and nudge it when a token arrives."""
+        """While the dispatcher is hungry, block on this worker's handoff list and the wake list:
+        start a handed-off job at once (it is leased to us already), nudge the dispatcher on a token."""
         backoff = 0.05
         while True:
             _reraise_if_cancelled()
             await self._hungry.wait()
             try:
-                got = await self.broker.wait_for_wake(self.blocking, WAKE_WAIT_S)
+                got = await self.broker.wait_for_work(self.blocking, self.worker_id, WAKE_WAIT_S)
+                if isinstance(got, ClaimedJob):
+                    await self._handed_off(got)
+                    continue
                 if got and not self._hungry.is_set():
                     # Woken after we found work elsewhere: pass the token on to another worker.
                     await self.redis.lpush(self.keys.wake, "1")
@@ -268,6 +284,16 @@ class Worker:
                 got = True  # let the dispatcher retry on its own schedule
             if got:
                 self._changed.set()
+
+    async def _handed_off(self, cj: ClaimedJob) -> None:
+        if not self.draining:
+            self._buffer.append((cj, False))
+            self._fill()
+            return
+        try:  # arrived as we stopped claiming: straight back to the queue
+            await self.broker.release([(cj.id, cj.token)])
+        except (RedisError, OSError) as err:
+            log.warning("could not requeue a handed-off job; the reaper will", extra={"error": str(err)})
 
     # ------------------------------------------------------------------ running jobs
 
@@ -498,6 +524,12 @@ class Worker:
         """Stop claiming; let running jobs finish within shutdown_timeout, then requeue the rest."""
         self.draining = True
         deadline = time.monotonic() + self.cfg.worker.shutdown_timeout.total_seconds()
+        if self._idle_ttl_ms:  # leave the idle registry (no more handoffs); take the ones already made
+            try:
+                self._buffer.extend((cj, False) for cj in await self.broker.claim(0, self.lease_ms, self.worker_id))
+                self._idle_registered = False
+            except (RedisError, OSError) as err:
+                log.warning("could not leave the idle registry", extra={"error": str(err)})
         if self._buffer:  # prefetched, never started: straight back to the head, in their order
             buffered = [(cj.id, cj.token) for cj, _ in reversed(self._buffer)]
             self._buffer.clear()
