@@ -137,6 +137,35 @@ async def test_a_job_over_its_timeout_fails_and_retries(redis_server: RedisServe
     assert record is not None and record["error"] == "timed out after 0.05s" and record["attempts"] == "2"
 
 
+async def test_the_configured_job_timeout_stops_sync_and_async_handlers_and_a_handlers_own_timeout_is_its_error(
+    redis_server: RedisServer, redis: Any
+) -> None:
+    cfg = config(redis_server, max_retries=0, job_timeout="50ms")
+    reg = HandlerRegistry()
+    release = threading.Event()
+
+    async def slow(job: Job) -> None:
+        await asyncio.sleep(30)
+
+    def blocking(job: Job) -> None:
+        release.wait(30)
+
+    async def own(job: Job) -> None:
+        raise TimeoutError("upstream API did not answer")
+
+    reg.register("slow", slow)
+    reg.register("blocking", blocking)
+    reg.register("own", own)
+    async with Queue(cfg) as q:
+        ids = [await q.enqueue(t) for t in ("slow", "blocking", "own")]
+        async with running(cfg, reg) as w:
+            await eventually(lambda: _dead(q, 3), what="all three dead-lettered")
+            records = await w.broker.get_jobs(ids)
+            release.set()
+    errors = [r["error"] if r else None for r in records]
+    assert errors == ["timed out after 0.05s", "timed out after 0.05s", "TimeoutError: upstream API did not answer"]
+
+
 async def test_retry_job_and_permanent_error_are_honoured(redis_server: RedisServer, redis: Any) -> None:
     cfg = config(redis_server, max_retries=5)
     calls: dict[str, int] = {"again": 0, "never": 0}
