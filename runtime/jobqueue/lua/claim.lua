@@ -56,27 +56,26 @@ for i = 8, #KEYS do
     if not id then break end
     local key = KEYS[1] .. id
     local flag = ''
-    local state = redis.call('HGET', key, 'state')
-    if not state then
+    local f = redis.call('HMGET', key, 'state', 'attempts', 'ready_ms', 'data')
+    if not f[1] then
       local raw = id
       id = 'raw-' .. redis.call('INCR', KEYS[3])
       key = KEYS[1] .. id
       redis.call('HSET', key, 'data', raw, 'prio', prio, 'attempts', 0, 'max_retries', 0,
         'enq_ms', now, 'ready_ms', now)
-      state = 'pending'
+      f = {'pending', '0', tostring(now), raw}
       flag = 'raw'
     end
-    if state == 'pending' then
+    if f[1] == 'pending' then
       local token = redis.call('INCR', KEYS[3])
       redis.call('HSET', key, 'state', 'active', 'token', token, 'worker', ARGV[4], 'started_ms', now)
       redis.call('ZADD', KEYS[2], deadline, id)
-      local f = redis.call('HMGET', key, 'attempts', 'ready_ms', 'data')
       out[#out + 1] = id
       out[#out + 1] = tostring(token)
       out[#out + 1] = prio
-      out[#out + 1] = f[1]
       out[#out + 1] = f[2]
       out[#out + 1] = f[3]
+      out[#out + 1] = f[4]
       out[#out + 1] = flag
       got = got + 1
     end
