@@ -166,6 +166,27 @@ async def test_the_configured_job_timeout_stops_sync_and_async_handlers_and_a_ha
     assert errors == ["timed out after 0.05s", "timed out after 0.05s", "TimeoutError: upstream API did not answer"]
 
 
+async def test_a_short_per_job_timeout_fires_while_a_long_one_is_pending(redis_server: RedisServer, redis: Any) -> None:
+    """One watchdog serves every job: a job starting with an earlier deadline must wake it."""
+    cfg = config(redis_server, max_retries=0, job_timeout="60s", shutdown_timeout="100ms")
+    reg = HandlerRegistry()
+    started = asyncio.Event()
+
+    async def slow(job: Job) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    reg.register("slow", slow)
+    async with Queue(cfg) as q:
+        await q.enqueue("slow")
+        async with running(cfg, reg) as w:
+            await asyncio.wait_for(started.wait(), 10)
+            short = await q.enqueue("slow", timeout=0.05)
+            await eventually(lambda: _dead(q, 1), what="the short job timed out", timeout=5)
+            record = await w.broker.get_job(short)
+    assert record is not None and record["error"] == "timed out after 0.05s"
+
+
 async def test_retry_job_and_permanent_error_are_honoured(redis_server: RedisServer, redis: Any) -> None:
     cfg = config(redis_server, max_retries=5)
     calls: dict[str, int] = {"again": 0, "never": 0}
