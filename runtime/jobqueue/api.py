@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 from collections.abc import Coroutine, Iterable, Sequence
 from concurrent.futures import Future
@@ -20,12 +21,15 @@ from jobqueue.broker import Broker, EnqueueItem, QueueStats
 from jobqueue.clock import SYSTEM_CLOCK, Clock
 from jobqueue.config import Config, build_config
 from jobqueue.errors import EnqueueError
-from jobqueue.job import Job
+from jobqueue.job import ID_PATTERN, Job, dump_job_fields, new_job_id, rfc3339_now
 from jobqueue.keys import QueueKeys
 from jobqueue.redis_conn import make_client
 from jobqueue.tracing import for_config
 
 T = TypeVar("T")
+
+_MAX_EXACT_INT_FLOAT = 2**53
+"""An int timeout up to this converts to float exactly; a larger one takes the model path."""
 
 
 @dataclass(frozen=True)
@@ -94,39 +98,104 @@ class Queue:
 
     def build(self, spec: JobSpec) -> EnqueueItem:
         """Validate and serialise one job, or raise EnqueueError (nothing is written)."""
-        priority = spec.priority or self.config.producer.default_priority
+        return self._build(
+            spec.type,
+            spec.payload,
+            spec.priority,
+            spec.delay,
+            spec.job_id,
+            max_retries=spec.max_retries,
+            timeout=spec.timeout,
+            filepath=spec.filepath,
+            filesize=spec.filesize,
+            trace_context=spec.trace_context,
+        )
+
+    def _build(
+        self,
+        type_: str,
+        payload: Any,
+        priority: str | None,
+        delay: float | timedelta | None,
+        job_id: str | None,
+        *,
+        max_retries: int | None,
+        timeout: float | None,
+        filepath: str | None = None,
+        filesize: int | None = None,
+        trace_context: dict[str, str] | None = None,
+    ) -> EnqueueItem:
+        priority = priority or self.config.producer.default_priority
         if priority not in self.keys.priorities:
             raise EnqueueError(f"unknown priority {priority!r}; configured: {list(self.keys.priorities)}")
-        delay_s = spec.delay.total_seconds() if isinstance(spec.delay, timedelta) else (spec.delay or 0.0)
+        delay_s = delay.total_seconds() if isinstance(delay, timedelta) else (delay or 0.0)
         if delay_s < 0:
             raise EnqueueError("delay must not be negative")
-        fields: dict[str, Any] = {
-            "type": spec.type,
-            "payload": spec.payload,
-            "priority": priority,
-            "max_retries": spec.max_retries,
-            "timeout_s": spec.timeout,
-            "filepath": spec.filepath,
-            "filesize": spec.filesize,
-            "trace_context": spec.trace_context or {},
-        }
-        if spec.job_id is not None:
-            fields["id"] = spec.job_id
-        try:
-            job = Job(**fields)
-            data = job.model_dump_json(exclude_none=True).encode()
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise EnqueueError(f"invalid job: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-        except PydanticSerializationError as err:
-            raise EnqueueError(f"payload is not JSON-serialisable: {err}") from None
+        trace_context = trace_context or {}
+        # The hot path when every field but the payload is of an exact plain type and certainly
+        # valid, so the model would take it unchanged: serialise the fields in the model's order and
+        # shape without building it. Anything else (a refusal, or a value the model would convert,
+        # such as a str subclass or a bool) takes the model path, which decides and words it exactly
+        # as before. fullmatch is stricter than the model's match (which lets a trailing newline
+        # through), so such an id goes the model's way too.
+        if (
+            type(type_) is str
+            and type(priority) is str
+            and (job_id is None or (type(job_id) is str and ID_PATTERN.fullmatch(job_id) is not None))
+            and (max_retries is None or (type(max_retries) is int and max_retries >= 0))
+            and (
+                timeout is None
+                or (type(timeout) is float and 0.0 < timeout < math.inf)
+                or (type(timeout) is int and 0 < timeout <= _MAX_EXACT_INT_FLOAT)
+            )
+            and (filepath is None or type(filepath) is str)
+            and (filesize is None or (type(filesize) is int and filesize >= 0))
+            and type(trace_context) is dict
+            and (not trace_context or all(type(k) is str and type(v) is str for k, v in trace_context.items()))
+        ):
+            if job_id is None:
+                job_id = new_job_id()
+            fields: dict[str, Any] = {"id": job_id, "type": type_}
+            if payload is not None:
+                fields["payload"] = payload
+            fields["priority"] = priority
+            fields["retries"] = 0
+            fields["creation_time"] = rfc3339_now()
+            if max_retries is not None:
+                fields["max_retries"] = max_retries
+            if timeout is not None:
+                fields["timeout_s"] = float(timeout)
+            fields["trace_context"] = trace_context
+            if filepath is not None:
+                fields["filepath"] = filepath
+            if filesize is not None:
+                fields["filesize"] = filesize
+            try:
+                data = dump_job_fields(fields)
+            except PydanticSerializationError as err:
+                raise EnqueueError(f"payload is not JSON-serialisable: {err}") from None
+        else:
+            job_id, data = _model_json(
+                {
+                    "type": type_,
+                    "payload": payload,
+                    "priority": priority,
+                    "max_retries": max_retries,
+                    "timeout_s": timeout,
+                    "filepath": filepath,
+                    "filesize": filesize,
+                    "trace_context": trace_context,
+                },
+                job_id,
+            )
         if (b"NaN" in data or b"Infinity" in data) and _has_non_finite(data):
             raise EnqueueError("payload is not JSON-serialisable: it contains NaN or Infinity")
         if len(data) > self._max_bytes:
             raise EnqueueError(f"job is {len(data)} bytes, over producer.max_payload_bytes={self._max_bytes}")
-        max_retries = spec.max_retries if spec.max_retries is not None else self.config.worker.max_retries
+        if max_retries is None:
+            max_retries = self.config.worker.max_retries
         due = self.clock.now_ms() + int(delay_s * 1000) if delay_s > 0 else 0
-        return EnqueueItem(job.id, priority, data, due, max_retries)
+        return EnqueueItem(job_id, priority, data, due, max_retries)
 
     async def enqueue(
         self,
@@ -141,8 +210,13 @@ class Queue:
         **extra: Any,
     ) -> str:
         """Enqueue one job (one round trip); returns its id."""
-        spec = JobSpec(type, payload, priority, delay, job_id, max_retries, timeout, **extra)
-        return (await self.enqueue_many([spec]))[0]
+        if extra or self.tracing is not None:
+            spec = JobSpec(type, payload, priority, delay, job_id, max_retries, timeout, **extra)
+            return (await self.enqueue_many([spec]))[0]
+        # enqueue_many([JobSpec(...)]) without the spec, the list and two coroutines on the way.
+        item = self._build(type, payload, priority, delay, job_id, max_retries=max_retries, timeout=timeout)
+        await self._group.submit(item)
+        return item.id
 
     async def enqueue_many(self, specs: Iterable[JobSpec], chunk: int = 1000) -> list[str]:
         """Enqueue many jobs, one round trip per ``chunk``; all are validated before any is sent.
@@ -168,6 +242,23 @@ class Queue:
 
     async def stats(self) -> QueueStats:
         return await self.broker.queue_stats()
+
+
+_MAX_EXACT_INT_FLOAT = 2**53
+
+
+def _model_json(fields: dict[str, Any], job_id: str | None) -> tuple[str, bytes]:
+    """The reference path: build and validate a ``Job``, then serialise it; EnqueueError if refused."""
+    fields["id"] = job_id if job_id is not None else new_job_id()
+    fields["creation_time"] = rfc3339_now()
+    try:
+        job = Job(**fields)
+        return job.id, job.model_dump_json(exclude_none=True).encode()
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise EnqueueError(f"invalid job: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    except PydanticSerializationError as err:
+        raise EnqueueError(f"payload is not JSON-serialisable: {err}") from None
 
 
 def _has_non_finite(data: bytes) -> bool:

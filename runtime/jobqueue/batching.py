@@ -31,13 +31,11 @@ class GroupCommit(Generic[ItemT, ResultT]):
         try:
             return (await self._send([item]))[0]
         finally:
-            self._hand_over()
-
-    def _hand_over(self) -> None:
-        if self._pending:
-            self._drainer = asyncio.create_task(self._drain(), name="jobqueue-enqueue-batch")
-        else:
-            self._busy = False
+            # Hand over to whoever queued up meanwhile (inline: a lone caller's only extra cost).
+            if self._pending:
+                self._drainer = asyncio.create_task(self._drain(), name="jobqueue-enqueue-batch")
+            else:
+                self._busy = False
 
     async def _drain(self) -> None:
         try:
