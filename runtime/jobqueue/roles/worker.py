@@ -561,7 +561,7 @@ class Worker:
         """Stop claiming; let running jobs finish within shutdown_timeout, then requeue the rest."""
         self.draining = True
         deadline = time.monotonic() + self.cfg.worker.shutdown_timeout.total_seconds()
-        if self._idle_ttl_ms:  # leave the idle registry (no more handoffs); take the ones already made
+        if self._idle_registered:  # leave the idle registry (no more handoffs); take the ones already made
             try:
                 self._buffer.extend((cj, False) for cj in await self.broker.claim(0, self.lease_ms, self.worker_id))
                 self._idle_registered = False
