@@ -43,7 +43,7 @@ def baseline_lpush(server: RedisServer, n: int = 100_000) -> float:
     return float(m.group(1)) if m else float("nan")
 
 
-def config(url: str, concurrency: int, queue: str, prefetch: int = 0) -> jobqueue.Config:
+def config(url: str, concurrency: int, queue: str, prefetch: int = 0, handoff: bool = True) -> jobqueue.Config:
     return jobqueue.build_config(
         {
             "queue_name": queue,
@@ -51,6 +51,7 @@ def config(url: str, concurrency: int, queue: str, prefetch: int = 0) -> jobqueu
             "worker": {
                 "count": concurrency,
                 "prefetch": prefetch,
+                "handoff": handoff,
                 "handler": "jobqueue.handlers:noop",
                 "completed_keep": 0,
             },
@@ -118,7 +119,7 @@ async def bench_pickup(cfg: jobqueue.Config, samples: int) -> tuple[float, float
     lat: list[float] = []
     async with jobqueue.Queue(cfg) as q:
         for i in range(samples + 10):
-            await asyncio.sleep(0.005)  # let the worker go idle (blocked on the wake list)
+            await asyncio.sleep(0.005)  # let the worker go idle (blocked on its handoff and wake lists)
             t0 = time.perf_counter()
             await q.enqueue("mark", i)
             t1 = await asyncio.wait_for(started.get(), 5)
@@ -151,13 +152,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"process {args.jobs} no-op jobs, 1 worker, concurrency {args.concurrency} (jobs/s)",
                 await bench_process(config(server.url, args.concurrency, f"p{r}"), args.jobs),
             )
+            pf = 4 * args.concurrency
             add(
-                f"process {args.jobs} no-op jobs, concurrency {args.concurrency}, prefetch {args.concurrency} (jobs/s)",
-                await bench_process(config(server.url, args.concurrency, f"pf{r}", args.concurrency), args.jobs),
+                f"process {args.jobs} no-op jobs, concurrency {args.concurrency}, prefetch {pf} (jobs/s)",
+                await bench_process(config(server.url, args.concurrency, f"pf{r}", pf), args.jobs),
             )
             p50, p99 = await bench_pickup(config(server.url, 8, f"l{r}"), args.latency_samples)
             add("idle pickup latency p50 (ms)", p50)
             add("idle pickup latency p99 (ms)", p99)
+            p50, p99 = await bench_pickup(config(server.url, 8, f"lw{r}", handoff=False), args.latency_samples)
+            add("idle pickup latency p50, worker.handoff off (ms)", p50)
+            add("idle pickup latency p99, worker.handoff off (ms)", p99)
             await _flush(server)
         return {k: statistics.median(v) for k, v in results.items()}
     finally:
