@@ -185,19 +185,25 @@ class Broker:
         """Add jobs; False for an id that already exists (idempotent)."""
         return await self.run(self.enqueue_call(items))
 
-    def claim_call(self, n: int, lease_ms: int, worker_id: str, idle_ttl_ms: int = 0) -> Call[list[ClaimedJob]]:
+    def claim_call(
+        self, n: int, lease_ms: int, worker_id: str, idle_ttl_ms: int = 0, idle_slots: int | None = None
+    ) -> Call[list[ClaimedJob]]:
         k = self.keys
+        offer = n if idle_slots is None else idle_slots
         return Call(
             "claim",
             [k.job_prefix, k.active, k.seq, k.wake, k.idle, k.idle_slots, k.handoff(worker_id), *self._pending],
-            [self.clock.now_ms(), lease_ms, n, worker_id, WAKE_CAP, idle_ttl_ms, *self._names],
+            [self.clock.now_ms(), lease_ms, n, worker_id, WAKE_CAP, idle_ttl_ms, offer, *self._names],
             _parse_claimed,
         )
 
-    async def claim(self, n: int, lease_ms: int, worker_id: str, idle_ttl_ms: int = 0) -> list[ClaimedJob]:
-        """Jobs handed to this worker, then up to n pending ones; with idle_ttl_ms > 0 and fewer than n
-        found, the worker is registered for direct handoff until then (see enqueue.lua)."""
-        return await self.run(self.claim_call(n, lease_ms, worker_id, idle_ttl_ms))
+    async def claim(
+        self, n: int, lease_ms: int, worker_id: str, idle_ttl_ms: int = 0, idle_slots: int | None = None
+    ) -> list[ClaimedJob]:
+        """Jobs handed to this worker, then up to n pending ones. With idle_ttl_ms > 0, when the queue
+        ran dry and fewer than idle_slots (default n: free run slots) were found, the worker is
+        registered for direct handoff of the rest until then (see enqueue.lua)."""
+        return await self.run(self.claim_call(n, lease_ms, worker_id, idle_ttl_ms, idle_slots))
 
     def promote_call(self, limit: int = 1000) -> Call[tuple[int, int | None]]:
         k = self.keys

@@ -62,6 +62,18 @@ async def test_a_claim_that_finds_the_queue_dry_registers_the_worker_idle_with_i
     assert state[P + "idle_slots"] == {"w1": f"2 {LEASE}"}
 
 
+async def test_only_free_run_slots_are_offered_not_prefetch_room(broker: Broker, redis: Redis) -> None:
+    """A handed-off job should start at once: a worker whose run slots are all taken (it claims
+    only to fill its prefetch buffer) is not registered, and one with 2 free gets at most 2."""
+    await broker.enqueue([item("a")])
+    await redis.delete(P + "wake")
+    assert [c.id for c in await broker.claim(8, LEASE, "busy", IDLE, idle_slots=0)] == ["a"]
+    await broker.claim(8, LEASE, "some", IDLE, idle_slots=2)
+    state = await snapshot(redis)
+    assert state[P + "idle"] == {"some": T + IDLE}
+    assert state[P + "idle_slots"] == {"some": f"2 {LEASE}"}
+
+
 async def test_a_full_claim_or_one_without_a_time_to_live_leaves_the_idle_registry(
     broker: Broker, redis: Redis
 ) -> None:

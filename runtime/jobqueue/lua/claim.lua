@@ -4,8 +4,10 @@
 -- A list entry without a job hash (pushed raw by another program) is given a record with a
 -- fresh id "raw-<n>" and flag "raw", so the worker can decode it or dead-letter it: never dropped.
 -- An entry whose hash is not pending (a duplicate entry) is skipped.
--- When it found fewer than N and ARGV[6] > 0, the worker is entered as idle with N - found free
--- slots until now + ARGV[6], so enqueue hands new jobs straight to it; otherwise it is removed.
+-- When it found fewer than N (the queue is dry), fewer than ARGV[7] (the worker's free run slots:
+-- prefetch room does not count, a handed-off job should start at once) and ARGV[6] > 0, the
+-- worker is entered as idle with ARGV[7] - found slots until now + ARGV[6], so enqueue hands new
+-- jobs straight to it; otherwise it is removed.
 -- KEYS[1]   -> jobqueue:{Q}:job:          job hash prefix
 -- KEYS[2]   -> jobqueue:{Q}:active        ZSET id -> lease deadline (ms)
 -- KEYS[3]   -> jobqueue:{Q}:seq           STRING counter for fencing tokens and raw ids
@@ -20,7 +22,8 @@
 -- ARGV[4]   -> worker id (recorded on the job)
 -- ARGV[5]   -> wake cap (count)
 -- ARGV[6]   -> idle registration time to live (ms; 0 = do not register for handoff)
--- ARGV[7..] -> priority names aligned with KEYS[8..]
+-- ARGV[7]   -> free run slots of the worker (count), what it offers for handoff
+-- ARGV[8..] -> priority names aligned with KEYS[8..]
 -- Returns: flat array, 7 per claimed job: id, token, priority, attempts, ready_ms, job JSON, flag ("" or "raw").
 -- When it claimed N and work remains it pushes a wake token, so another idle worker wakes (chain wake).
 local now = tonumber(ARGV[1])
@@ -50,7 +53,7 @@ if #handed > 0 then
   end
 end
 for i = 8, #KEYS do
-  local prio = ARGV[i - 1]
+  local prio = ARGV[i]
   while got < n do
     local id = redis.call('RPOP', KEYS[i])
     if not id then break end
@@ -82,9 +85,10 @@ for i = 8, #KEYS do
   end
   if got >= n then break end
 end
-if got < n and idle_ttl > 0 then
+local offer = tonumber(ARGV[7]) - got
+if got < n and offer > 0 and idle_ttl > 0 then
   redis.call('ZADD', KEYS[5], now + idle_ttl, ARGV[4])
-  redis.call('HSET', KEYS[6], ARGV[4], (n - got) .. ' ' .. ARGV[2])
+  redis.call('HSET', KEYS[6], ARGV[4], offer .. ' ' .. ARGV[2])
 else
   if redis.call('ZREM', KEYS[5], ARGV[4]) == 1 then redis.call('HDEL', KEYS[6], ARGV[4]) end
 end

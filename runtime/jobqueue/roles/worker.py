@@ -209,11 +209,12 @@ class Worker:
                 calls.append(self.broker.promote_call())
             claiming = allowed > 0 or self._idle_registered
             idle_ttl = 0
+            offer = max(min(free - len(self._buffer), allowed), 0)  # run slots: a handoff should start at once
             if claiming:
                 # A probe must be a claimed job, so no handoff registration while probing; with no
                 # free slot (allowed == 0) this call just takes handed-off jobs and deregisters.
                 idle_ttl = 0 if probe or self.draining else self._idle_ttl_ms
-                calls.append(self.broker.claim_call(allowed, self.lease_ms, self.worker_id, idle_ttl))
+                calls.append(self.broker.claim_call(allowed, self.lease_ms, self.worker_id, idle_ttl, offer))
             try:
                 results = await self.broker.run_many(calls)
             except (RedisError, OSError) as err:
@@ -230,7 +231,7 @@ class Worker:
             backoff = 0.05
             apply(results)
             claimed: list[ClaimedJob] = results[-1] if claiming else []
-            self._idle_registered = allowed > 0 and len(claimed) < allowed and idle_ttl > 0
+            self._idle_registered = idle_ttl > 0 and len(claimed) < min(allowed, offer)
             if promote:
                 self._last_promote = self.clock.monotonic()
                 self._next_due_ms = results[-2][1]
