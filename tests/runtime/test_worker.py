@@ -432,3 +432,35 @@ async def test_an_ack_whose_reply_was_lost_is_re_sent_and_its_refusal_is_not_cal
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("result refused on re-send") for m in messages)
     assert "result refused: lease was taken over" not in messages
+
+
+async def test_a_worker_whose_redis_vanishes_during_start_up_waits_for_it_or_stops_cleanly() -> None:
+    server = RedisServer().start()
+    try:
+        cfg = config(server)
+        server.kill()  # gone between the supervisor's reachability check and the worker's first call
+        worker = Worker(cfg, registry=HandlerRegistry())
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        errors = worker.metrics.redis_errors.labels("dispatch")
+        await eventually(lambda: _true(errors._value.get() >= 2), what="start-up retried")
+        assert not task.done()
+        server.start()
+        async with Queue(cfg) as q:
+            await eventually(lambda: _live(q, 1), what="worker registered once Redis is back")
+            stop.set()
+            await asyncio.wait_for(task, 10)
+
+        server.kill()  # and a worker told to stop while Redis is still away just stops
+        worker = Worker(cfg, registry=HandlerRegistry())
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        await eventually(lambda: _true(worker.metrics.redis_errors.labels("dispatch")._value.get() >= 1), what="retry")
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    finally:
+        server.cleanup()
+
+
+async def _live(q: Queue, n: int) -> bool:
+    return (await q.stats()).live_workers == n

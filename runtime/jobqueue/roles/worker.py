@@ -156,9 +156,10 @@ class Worker:
             "concurrency": self.cfg.worker.count,
             "version": __version__,
         }
-        await self.broker.register_worker(self.worker_id, self.lease_ms, info)
-        # Connect the wake-list client now: a connect cancelled half-way at shutdown leaks its socket.
-        await self.blocking.ping()
+        if not await self._start_up(stop, info):
+            await self._close_clients()
+            log.info("worker stopped before Redis answered", extra={"worker_id": self.worker_id})
+            return
         log.info(
             "worker started",
             extra={"worker_id": self.worker_id, "concurrency": self.cfg.worker.count, "queue": self.keys.queue},
@@ -180,12 +181,36 @@ class Worker:
                 await asyncio.shield(self.broker.unregister_worker(self.worker_id))
             except RedisError as err:
                 log.warning("could not unregister worker", extra={"error": str(err)})
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            if self._own_redis:
-                await self.redis.aclose()
-            if self._own_blocking:
-                await self.blocking.aclose()
+            await self._close_clients()
             log.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    async def _start_up(self, stop: asyncio.Event, info: dict[str, str | int]) -> bool:
+        """Register and connect the wake-list client, retrying while Redis is away (it may vanish
+        between the supervisor's reachability check and here); False if stopped first."""
+        backoff = 0.05
+        while not stop.is_set():
+            try:
+                await self.broker.register_worker(self.worker_id, self.lease_ms, info)
+                # Connect the wake-list client now: a connect cancelled half-way at shutdown leaks its socket.
+                await self.blocking.ping()
+                return True
+            except (RedisError, OSError) as err:
+                self.metrics.redis_errors.labels("dispatch").inc()
+                log.warning("redis error at start-up; retrying", extra={"error": str(err), "retry_in_s": backoff})
+                try:
+                    async with asyncio.timeout(backoff):
+                        await stop.wait()
+                except TimeoutError:
+                    pass
+                backoff = min(backoff * 2, 2.0)
+        return False
+
+    async def _close_clients(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._own_redis:
+            await self.redis.aclose()
+        if self._own_blocking:
+            await self.blocking.aclose()
 
     async def _stop_watch(self, stop: asyncio.Event) -> None:
         await stop.wait()
