@@ -114,3 +114,5 @@ class ClaimedJob:
     is_raw_entry: bool
     job: Job | None = None
     decode_error: str | None = None
+    lease_until_ms: int = 0
+    """When this worker's lease runs out unless renewed (0: unknown); set by the worker."""

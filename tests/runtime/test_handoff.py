@@ -328,3 +328,32 @@ async def _true(value: bool) -> bool:
 
 async def _completed(q: Queue, n: int) -> bool:
     return (await q.stats()).counters.get("completed", 0) >= n
+
+
+async def test_a_job_whose_lease_ran_out_before_it_started_is_left_to_the_reaper(
+    redis_server: RedisServer,
+) -> None:
+    """A handoff read (or a prefetched job started) after a pause longer than the lease, e.g. a
+    frozen process, may already be another worker's: it is not run, the reaper has it."""
+    cfg = config(redis_server)
+    clock = FakeClock()
+    ran: list[str] = []
+    reg = HandlerRegistry()
+
+    async def mark(job: Job) -> None:
+        ran.append(job.id)
+
+    reg.register("mark", mark)
+    worker = Worker(cfg, registry=reg, clock=clock)
+    try:
+        lease = worker.lease_ms
+        stale = ClaimedJob("old", "1", "low", 0, clock.now_ms() - lease - 1, b'{"id":"old","type":"mark"}', False)
+        await worker._handed_off(stale)  # enqueue leased it more than a lease ago
+        fresh = ClaimedJob("new", "2", "low", 0, clock.now_ms() - lease + 1000, b'{"id":"new","type":"mark"}', False)
+        await worker._handed_off(fresh)
+        await asyncio.gather(*(r.task for r in worker.running.values() if r.task is not None))
+        assert ran == ["new"]
+        assert worker.metrics.queue("low").lease_lost._value.get() == 1
+    finally:
+        await worker.redis.aclose()
+        await worker.blocking.aclose()

@@ -240,6 +240,7 @@ class Worker:
                 # free slot (allowed == 0) this call just takes handed-off jobs and deregisters.
                 idle_ttl = 0 if probe or self.draining else self._idle_ttl_ms
                 calls.append(self.broker.claim_call(allowed, self.lease_ms, self.worker_id, idle_ttl, offer))
+            sent_ms = self.clock.now_ms()
             try:
                 results = await self.broker.run_many(calls)
             except (RedisError, OSError) as err:
@@ -262,6 +263,8 @@ class Worker:
                 self._next_due_ms = results[-2][1]
             if probe and not claimed:
                 self.breaker.probe_not_used()
+            for cj in claimed:
+                cj.lease_until_ms = sent_ms + self.lease_ms
             self._buffer.extend((cj, probe) for cj in claimed)
             self._fill()
             if (allowed > 0 and len(claimed) >= allowed) or self._outcomes:
@@ -318,6 +321,7 @@ class Worker:
                 self._changed.set()
 
     async def _handed_off(self, cj: ClaimedJob) -> None:
+        cj.lease_until_ms = cj.ready_ms + self.lease_ms  # enqueue leased it at ready_ms
         if not self.draining:
             self._buffer.append((cj, False))
             self._fill()
@@ -332,6 +336,15 @@ class Worker:
     def _start(self, cj: ClaimedJob, probe: bool) -> None:
         m = self.metrics
         qm = m.queue(cj.priority)
+        if cj.lease_until_ms and self.clock.now_ms() >= cj.lease_until_ms:
+            # Received or buffered across a pause longer than the lease (a frozen process, a long
+            # cut): the reaper may have given the job to another worker already. Not ours to run.
+            qm.lease_lost.inc()
+            log.warning(
+                "lease ran out before the job started; leaving it to the reaper",
+                extra={"job_id": cj.id, "queue": cj.priority, "worker_id": self.worker_id},
+            )
+            return
         qm.consumed.inc()
         qm.wait.observe(max(self.clock.now_ms() - cj.ready_ms, 0) / 1000)
         try:
@@ -564,14 +577,20 @@ class Worker:
             _reraise_if_cancelled()
             await asyncio.sleep(interval)
             held = [(job_id, r.claimed.token) for job_id, r in self.running.items()]
-            held += [(cj.id, cj.token) for cj, _ in self._buffer]
+            buffered = [cj for cj, _ in self._buffer]
+            held += [(cj.id, cj.token) for cj in buffered]
             held += list(self._unsettled.items())
+            sent_ms = self.clock.now_ms()
             try:
                 lost = await self.broker.extend_lease(self.worker_id, self.lease_ms, held)
             except (RedisError, OSError) as err:
                 self.metrics.redis_errors.labels("extend_lease").inc()
                 log.warning("could not renew leases", extra={"error": str(err), "jobs": len(held)})
                 continue
+            gone = set(lost)
+            for cj in buffered:
+                if cj.id not in gone:
+                    cj.lease_until_ms = sent_ms + self.lease_ms
             for job_id in lost:
                 r = self.running.get(job_id)
                 if r is not None and not r.lost:
