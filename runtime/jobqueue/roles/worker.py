@@ -69,7 +69,7 @@ class _Running:
     claimed: ClaimedJob
     task: asyncio.Task[None] | None
     probe: bool
-    deadline: float = math.inf  # event-loop time after which the watchdog cancels the job
+    deadline: float = math.inf  # time.monotonic() after which the watchdog cancels the job
     lost: bool = False
     timed_out: bool = False
 
@@ -140,9 +140,8 @@ class Worker:
         self._remember_ms = int(w.completed_ttl.total_seconds() * 1000)
         self._idle_ttl_ms = IDLE_TTL_MS if w.handoff else 0
         self._idle_registered = False  # as of the last claim: enqueue may be handing us jobs
-        self._watch_at = math.inf  # when the watchdog wakes next (event-loop time)
+        self._watch_at = math.inf  # when the watchdog wakes next (time.monotonic())
         self._watch_kick = asyncio.Event()
-        self._loop_time = time.monotonic
         self._async_cache: dict[int, bool] = {}  # by id(): handlers need not be hashable
         self.started_at = time.time()
 
@@ -336,7 +335,8 @@ class Worker:
     def _start(self, cj: ClaimedJob, probe: bool) -> None:
         m = self.metrics
         qm = m.queue(cj.priority)
-        if cj.lease_until_ms and self.clock.now_ms() >= cj.lease_until_ms:
+        now_ms = self.clock.now_ms()
+        if cj.lease_until_ms and now_ms >= cj.lease_until_ms:
             # Received or buffered across a pause longer than the lease (a frozen process, a long
             # cut): the reaper may have given the job to another worker already. Not ours to run.
             qm.lease_lost.inc()
@@ -346,7 +346,7 @@ class Worker:
             )
             return
         qm.consumed.inc()
-        qm.wait.observe(max(self.clock.now_ms() - cj.ready_ms, 0) / 1000)
+        qm.wait.observe(max(now_ms - cj.ready_ms, 0) / 1000)
         try:
             job = Job.model_validate_json(cj.raw)
         except ValidationError as err:
@@ -377,7 +377,7 @@ class Worker:
         cj = running.claimed
         timeout = job.timeout_s or self._job_timeout
         if timeout:  # set here, once the task runs: a task cancelled before its first step never gets to `try`
-            running.deadline = deadline = self._loop_time() + timeout
+            running.deadline = deadline = time.monotonic() + timeout
             if deadline < self._watch_at:
                 self._watch_kick.set()
         span: Any = None
@@ -431,7 +431,7 @@ class Worker:
         asyncio.timeout() (or loop timer) cost about a tenth of a short job's overhead. It sleeps
         until the earliest deadline; a job starting with an earlier one wakes it."""
         while True:
-            now = self._loop_time()
+            now = time.monotonic()
             earliest = math.inf
             for r in list(self.running.values()):
                 if r.deadline <= now:
