@@ -129,6 +129,39 @@ async def test_claim_skips_a_duplicate_entry_of_a_job_that_is_not_pending(broker
     assert (await snapshot(redis))[P + "job:a"]["worker"] == "w1"
 
 
+async def test_claim_of_a_large_mixed_batch_leases_each_job_once_in_order(broker: Broker, redis: Redis) -> None:
+    """Over the script's 500-job ZADD chunk, with raw entries and stray duplicates among them."""
+    ids = [f"j{i}" for i in range(1200)]
+    for start in range(0, len(ids), 400):
+        await seed_pending(broker, *[(i, "low") for i in ids[start : start + 400]])
+    await redis.lpush(P + "pending:low", "j0", "not json")  # popped after every seeded job
+    claimed = await broker.claim(1300, LEASE, "w1")
+    assert [c.id for c in claimed] == [*ids, "raw-1"]  # the stray "j0" is skipped: not pending
+    assert [c.is_raw_entry for c in claimed] == [False] * 1200 + [True]
+    tokens = [int(c.token) for c in claimed]
+    assert len(set(tokens)) == len(tokens)
+    assert sorted(tokens) == tokens
+    state = await snapshot(redis)
+    assert state[P + "active"] == {i: T + LEASE for i in [*ids, "raw-1"]}
+    assert all(state[P + "job:" + c.id]["token"] == c.token for c in claimed)
+    assert P + "pending:low" not in state
+
+
+async def test_ack_of_a_large_batch_completes_each_job_once(broker: Broker, redis: Redis) -> None:
+    """Over the script's 1000-key chunk; an id given twice in one call is acked once."""
+    ids = [f"j{i}" for i in range(1100)]
+    for start in range(0, len(ids), 550):
+        await seed_pending(broker, *[(i, "low") for i in ids[start : start + 550]])
+    claimed = await broker.claim(1100, LEASE, "w1")
+    items = [(c.id, c.token, 1) for c in claimed]
+    assert await broker.ack([*items, items[0]], keep=2000, remember_ms=60_000) == [True] * 1100 + [False]
+    state = await snapshot(redis)
+    assert state[P + "stats"] == {"completed": "1100"}
+    assert len(state[P + "completed"]) == 1100
+    assert all(state[P + "job:" + i] == {"state": "completed", "completed_ms": str(T)} for i in ids)
+    assert P + "active" not in state
+
+
 # ---------------------------------------------------------------- extend_lease
 
 

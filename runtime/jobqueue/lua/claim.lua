@@ -52,38 +52,57 @@ if #handed > 0 then
     end
   end
 end
+-- Pending jobs: popped up to N at a time (RPOP count), checked one by one, then leased with one
+-- INCRBY (a block of fencing tokens) and one ZADD for the whole batch: a redis.call costs more
+-- than the command it runs, so per-job calls are kept to the two that cannot be shared.
+local fresh = {}  -- {id, key, prio, attempts, ready_ms, data, flag}
+local seen = {}  -- ids taken by this call: a duplicate entry in the same batch is still 'pending'
 for i = 8, #KEYS do
   local prio = ARGV[i]
   while got < n do
-    local id = redis.call('RPOP', KEYS[i])
-    if not id then break end
-    local key = KEYS[1] .. id
-    local flag = ''
-    local f = redis.call('HMGET', key, 'state', 'attempts', 'ready_ms', 'data')
-    if not f[1] then
-      local raw = id
-      id = 'raw-' .. redis.call('INCR', KEYS[3])
-      key = KEYS[1] .. id
-      redis.call('HSET', key, 'data', raw, 'prio', prio, 'attempts', 0, 'max_retries', 0,
-        'enq_ms', now, 'ready_ms', now)
-      f = {'pending', '0', tostring(now), raw}
-      flag = 'raw'
-    end
-    if f[1] == 'pending' then
-      local token = redis.call('INCR', KEYS[3])
-      redis.call('HSET', key, 'state', 'active', 'token', token, 'worker', ARGV[4], 'started_ms', now)
-      redis.call('ZADD', KEYS[2], deadline, id)
-      out[#out + 1] = id
-      out[#out + 1] = tostring(token)
-      out[#out + 1] = prio
-      out[#out + 1] = f[2]
-      out[#out + 1] = f[3]
-      out[#out + 1] = f[4]
-      out[#out + 1] = flag
-      got = got + 1
+    local ids = redis.call('RPOP', KEYS[i], n - got)
+    if not ids then break end
+    for _, id in ipairs(ids) do
+      local key = KEYS[1] .. id
+      local f = redis.call('HMGET', key, 'state', 'attempts', 'ready_ms', 'data')
+      if not f[1] then
+        local raw = id
+        id = 'raw-' .. redis.call('INCR', KEYS[3])
+        key = KEYS[1] .. id
+        redis.call('HSET', key, 'data', raw, 'prio', prio, 'attempts', 0, 'max_retries', 0,
+          'enq_ms', now, 'ready_ms', now)
+        f = {'pending', '0', tostring(now), raw, 'raw'}
+      end
+      if f[1] == 'pending' and not seen[id] then
+        seen[id] = true
+        fresh[#fresh + 1] = {id, key, prio, f[2], f[3], f[4], f[5] or ''}
+        got = got + 1
+      end
     end
   end
   if got >= n then break end
+end
+if #fresh > 0 then
+  local token = redis.call('INCRBY', KEYS[3], #fresh) - #fresh
+  local zadd = {}
+  for _, j in ipairs(fresh) do
+    token = token + 1
+    redis.call('HSET', j[2], 'state', 'active', 'token', token, 'worker', ARGV[4], 'started_ms', now)
+    zadd[#zadd + 1] = deadline
+    zadd[#zadd + 1] = j[1]
+    if #zadd >= 1000 then
+      redis.call('ZADD', KEYS[2], unpack(zadd))
+      zadd = {}
+    end
+    out[#out + 1] = j[1]
+    out[#out + 1] = tostring(token)
+    out[#out + 1] = j[3]
+    out[#out + 1] = j[4]
+    out[#out + 1] = j[5]
+    out[#out + 1] = j[6]
+    out[#out + 1] = j[7]
+  end
+  if #zadd > 0 then redis.call('ZADD', KEYS[2], unpack(zadd)) end
 end
 local offer = tonumber(ARGV[7]) - got
 if got < n and offer > 0 and idle_ttl > 0 then
