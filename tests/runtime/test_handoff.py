@@ -353,7 +353,7 @@ async def test_a_job_whose_lease_ran_out_before_it_started_is_left_to_the_reaper
         await worker._handed_off(fresh)
         await asyncio.gather(*(r.task for r in worker.running.values() if r.task is not None))
         assert ran == ["new"]
-        assert worker.metrics.queue("low").lease_lost._value.get() == 1
+        assert worker.metrics.queue("low").lease_lost.value == 1
     finally:
         await worker.redis.aclose()
         await worker.blocking.aclose()
