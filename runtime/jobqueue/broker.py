@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
 from redis.exceptions import NoScriptError, ResponseError
 
 from jobqueue.clock import SYSTEM_CLOCK, Clock
@@ -112,20 +113,24 @@ class Broker:
 
     # ------------------------------------------------------------------ running calls
 
-    async def run(self, call: Call[T]) -> T:
-        (result,) = await self.run_many([call])
+    async def run(self, call: Call[T], conn: Connection | None = None) -> T:
+        (result,) = await self.run_many([call], conn)
         return result  # type: ignore[no-any-return]
 
-    async def run_many(self, calls: Sequence[Call[Any]]) -> list[Any]:
-        """Send calls in one pipeline (no MULTI); reload scripts Redis forgot and re-send only those."""
+    async def run_many(self, calls: Sequence[Call[Any]], conn: Connection | None = None) -> list[Any]:
+        """Send calls in one pipeline (no MULTI); reload scripts Redis forgot and re-send only those.
+
+        ``conn``: a connection the caller holds for itself (one send at a time on it) instead of
+        one checked out of the pool per send; it is disconnected, never left half-read, on failure.
+        """
         if not calls:
             return []
-        results = await self._send(calls)
+        results = await self._send(calls, conn)
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
             for name in {calls[i].script for i in missing}:
                 await self.redis.script_load(load_script(name).source)
-            retried = await self._send([calls[i] for i in missing])
+            retried = await self._send([calls[i] for i in missing], conn)
             for i, r in zip(missing, retried, strict=True):
                 results[i] = r
         out = []
@@ -135,7 +140,7 @@ class Broker:
             out.append(call.parse(r))
         return out
 
-    async def _send(self, calls: Sequence[Call[Any]]) -> list[Any]:
+    async def _send(self, calls: Sequence[Call[Any]], held: Connection | None = None) -> list[Any]:
         """The calls' EVALSHAs written in one go on one pooled connection, then their replies read.
 
         Not redis-py's ``Pipeline``: its per-command objects, callbacks and reset cost about a fifth
@@ -144,7 +149,7 @@ class Broker:
         its place, as ``execute(raise_on_error=False)`` did.
         """
         pool = self.redis.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        conn = held or await pool.get_connection()  # type: ignore[no-untyped-call]
         packed = conn.pack_commands(
             [("EVALSHA", load_script(c.script).sha, len(c.keys), *c.keys, *c.args) for c in calls]
         )
@@ -163,12 +168,13 @@ class Broker:
             await conn.disconnect()
 
         try:
-            return await conn.retry.call_with_retry(attempt, failed)  # type: ignore[no-any-return]
+            return await conn.retry.call_with_retry(attempt, failed)
         except BaseException:
             await conn.disconnect()  # replies may be left unread: the connection is not reusable
             raise
         finally:
-            await pool.release(conn)
+            if held is None:
+                await pool.release(conn)
 
     # ------------------------------------------------------------------ transitions
 

@@ -3,6 +3,8 @@ scripts Redis forgot are reloaded, a dropped connection is retried with the clie
 
 from __future__ import annotations
 
+import asyncio
+
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis_server import RedisServer
@@ -53,3 +55,50 @@ async def test_a_connection_the_server_dropped_is_replaced_and_the_calls_sent_ag
         assert (await broker.queue_stats()).pending == 2
     finally:
         await client.aclose()
+
+
+async def test_lone_enqueues_hold_one_connection_and_aclose_gives_it_back(redis_server: RedisServer) -> None:
+    """The group commit sends one call at a time, on a connection it keeps (no pool checkout per send)."""
+    cfg = jobqueue.build_config({"redis": {"url": redis_server.url}})
+    client = make_client(cfg.redis)
+    pool = client.connection_pool
+    checkouts: list[object] = []
+    releases: list[object] = []
+    get, release = pool.get_connection, pool.release
+
+    async def counting_get(*args: object, **kwargs: object) -> object:
+        conn = await get(*args, **kwargs)
+        checkouts.append(conn)
+        return conn
+
+    async def counting_release(conn: object) -> None:
+        releases.append(conn)
+        await release(conn)  # type: ignore[arg-type]
+
+    pool.get_connection = counting_get  # type: ignore[method-assign]
+    pool.release = counting_release  # type: ignore[method-assign]
+    q = jobqueue.Queue(cfg, redis=client)
+    try:
+        for i in range(5):
+            await q.enqueue("", i)
+        assert len(checkouts) == 1
+        assert releases == []
+        await q.aclose()
+        assert releases == checkouts  # back in the pool: the caller's client goes on working
+        assert (await q.stats()).pending == 5
+    finally:
+        await client.aclose()
+
+
+async def test_a_held_enqueue_connection_the_server_dropped_is_replaced(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    q = jobqueue.Queue(jobqueue.build_config({"redis": {"url": redis_server.url}}))  # redis.max_retries 3
+    try:
+        await q.enqueue("", 1)
+        assert await redis.client_kill_filter(_type="normal", skipme=True) >= 1  # the held one among them
+        await q.enqueue("", 2)
+        await asyncio.gather(*(q.enqueue("", i) for i in range(3, 10)))  # group commit on the new connection
+        assert (await q.stats()).pending == 9
+    finally:
+        await q.aclose()

@@ -243,9 +243,9 @@ async def test_an_idle_worker_starts_a_new_job_from_the_handoff_without_a_claim(
     worker = Worker(cfg, registry=reg)
     real = worker.broker.run_many
 
-    async def recording(calls: Any) -> Any:
+    async def recording(calls: Any, *rest: Any) -> Any:
         scripts.extend(c.script for c in calls)
-        return await real(calls)
+        return await real(calls, *rest)
 
     worker.broker.run_many = recording  # type: ignore[method-assign]
     stop = asyncio.Event()

@@ -343,10 +343,10 @@ async def test_a_finished_job_whose_ack_cannot_be_recorded_keeps_its_lease_until
         real_run_many = worker.broker.run_many
         acks_fail = True
 
-        async def flaky(calls: Any) -> Any:
+        async def flaky(calls: Any, *rest: Any) -> Any:
             if acks_fail and any(c.script == "ack" for c in calls):
                 raise RedisConnectionError("simulated: the ack's connection was cut")
-            return await real_run_many(calls)
+            return await real_run_many(calls, *rest)
 
         worker.broker.run_many = flaky  # type: ignore[method-assign]
         stop, reaper_stop = asyncio.Event(), asyncio.Event()
@@ -412,9 +412,9 @@ async def test_an_ack_whose_reply_was_lost_is_re_sent_and_its_refusal_is_not_cal
         real_run_many = worker.broker.run_many
         dropped = False
 
-        async def reply_lost(calls: Any) -> Any:
+        async def reply_lost(calls: Any, *rest: Any) -> Any:
             nonlocal dropped
-            result = await real_run_many(calls)
+            result = await real_run_many(calls, *rest)
             if not dropped and any(c.script == "ack" for c in calls):
                 dropped = True
                 raise RedisConnectionError("simulated: the reply to the ack was lost")

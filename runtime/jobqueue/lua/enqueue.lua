@@ -25,33 +25,38 @@ local now = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
 local np = tonumber(ARGV[4])
 local P = 8
-local was_empty = true
-for i = 1, np do
-  if redis.call('LLEN', KEYS[P + i]) > 0 then was_empty = false break end
+-- Whether every pending list was empty before this call (the pub/sub wake-up is for an empty
+-- queue receiving work): read just before the first push, so a handoff-only call skips it.
+local was_empty = nil
+local function note_emptiness()
+  if was_empty ~= nil then return end
+  was_empty = true
+  for i = 1, np do
+    if redis.call('LLEN', KEYS[P + i]) > 0 then was_empty = false break end
+  end
 end
--- idle workers: only looked at when some are registered (one ZCARD otherwise)
-local idle_left = redis.call('ZCARD', KEYS[4]) > 0
+-- Idle workers: the one whose registration expires first (the longest idle) that is still
+-- registered and has a free slot. Expired registrations sort first and are dropped on the way.
+-- Kept to one ZRANGE and one HGET in the common case: this is the idle pickup path.
+local idle_left = true
 local worker, slots, lease
 local function next_idle()
   while true do
-    local stale = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. now, 'LIMIT', 0, 16)
-    for _, w in ipairs(stale) do
-      redis.call('ZREM', KEYS[4], w)
-      redis.call('HDEL', KEYS[5], w)
-    end
-    local first = redis.call('ZRANGEBYSCORE', KEYS[4], now, '+inf', 'LIMIT', 0, 1)[1]
-    if not first then
+    local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+    if #first == 0 then
       idle_left = false
       return
     end
-    local info = redis.call('HGET', KEYS[5], first)
-    local s, l = string.match(info or '', '^(%d+) (%d+)$')
-    if s and tonumber(s) > 0 then
-      worker, slots, lease = first, tonumber(s), tonumber(l)
-      return
+    local w = first[1]
+    if tonumber(first[2]) >= now then
+      local s, l = string.match(redis.call('HGET', KEYS[5], w) or '', '^(%d+) (%d+)$')
+      if s and tonumber(s) > 0 then
+        worker, slots, lease = w, tonumber(s), tonumber(l)
+        return
+      end
     end
-    redis.call('ZREM', KEYS[4], first)
-    redis.call('HDEL', KEYS[5], first)
+    redis.call('ZREM', KEYS[4], w)
+    redis.call('HDEL', KEYS[5], w)
   end
 end
 local function settle_worker()
@@ -88,6 +93,7 @@ while a <= #ARGV do
         slots = slots - 1
         if slots == 0 then settle_worker() end
       else
+        note_emptiness()
         redis.call('HSET', key, 'data', data, 'prio', prio, 'state', 'pending', 'attempts', 0,
           'max_retries', maxr, 'enq_ms', now, 'ready_ms', now)
         redis.call('LPUSH', KEYS[P + pi], id)

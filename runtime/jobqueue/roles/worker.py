@@ -305,6 +305,9 @@ class Worker:
                 got = await self.broker.wait_for_work(self.blocking, self.worker_id, WAKE_WAIT_S)
                 if isinstance(got, ClaimedJob):
                     await self._handed_off(got)
+                    # Let the job's task take its first step before the next BLPOP goes out:
+                    # re-arming it through redis-py costs more than the job's start (idle pickup).
+                    await asyncio.sleep(0)
                     continue
                 if got and not self._hungry.is_set():
                     # Woken after we found work elsewhere: pass the token on to another worker.
