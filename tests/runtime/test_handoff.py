@@ -265,6 +265,53 @@ async def test_an_idle_worker_starts_a_new_job_from_the_handoff_without_a_claim(
     assert await redis.zrange("jobqueue:{ho}:idle", 0, -1) == []  # left the registry at stop
 
 
+@pytest.mark.usefixtures("quiet_idle")
+async def test_a_job_handed_off_while_another_runs_is_taken_by_the_next_waker(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    """The waker runs a handed-off job in its own task; a new waker takes over the blocking read,
+    so a second handoff starts while the first job still runs, again without a claim."""
+    cfg = config(redis_server)
+    first_started, second_started = asyncio.Event(), asyncio.Event()
+    reg = HandlerRegistry()
+    scripts: list[str] = []
+    between: list[str] = []
+
+    async def first(job: Job) -> None:
+        scripts.clear()
+        first_started.set()
+        await asyncio.wait_for(second_started.wait(), 5)  # holds its slot until the second runs
+
+    async def second(job: Job) -> None:
+        between.extend(scripts)
+        second_started.set()
+
+    reg.register("first", first)
+    reg.register("second", second)
+    worker = Worker(cfg, registry=reg)
+    real = worker.broker.run_many
+
+    async def recording(calls: Any, *rest: Any) -> Any:
+        scripts.extend(c.script for c in calls)
+        return await real(calls, *rest)
+
+    worker.broker.run_many = recording  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    async with Queue(cfg) as q:
+        await eventually(lambda: _is_idle(redis, worker.worker_id), what="worker registered idle")
+        await eventually(lambda: _blocked_clients(redis, 1), what="worker blocked on its handoff list")
+        await q.enqueue("first")
+        await asyncio.wait_for(first_started.wait(), 5)
+        await eventually(lambda: _blocked_clients(redis, 1), what="the next waker blocked on the handoff list")
+        await q.enqueue("second")
+        await asyncio.wait_for(second_started.wait(), 5)
+        assert "claim" not in between
+        await eventually(lambda: _completed(q, 2), what="both acks recorded")
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
 async def test_with_handoff_off_an_idle_worker_is_woken_and_claims(redis_server: RedisServer, redis: Redis) -> None:
     cfg = config(redis_server, handoff=False)
     got = asyncio.Event()
@@ -348,10 +395,11 @@ async def test_a_job_whose_lease_ran_out_before_it_started_is_left_to_the_reaper
     try:
         lease = worker.lease_ms
         stale = ClaimedJob("old", "1", "low", 0, clock.now_ms() - lease - 1, b'{"id":"old","type":"mark"}', False)
-        await worker._handed_off(stale)  # enqueue leased it more than a lease ago
+        assert await worker._handed_off(stale) is None  # enqueue leased it more than a lease ago
         fresh = ClaimedJob("new", "2", "low", 0, clock.now_ms() - lease + 1000, b'{"id":"new","type":"mark"}', False)
-        await worker._handed_off(fresh)
-        await asyncio.gather(*(r.task for r in worker.running.values() if r.task is not None))
+        start = await worker._handed_off(fresh)  # to run in the waker's task
+        assert start is not None
+        await worker._execute(*start)
         assert ran == ["new"]
         assert worker.metrics.queue("low").lease_lost.value == 1
     finally:

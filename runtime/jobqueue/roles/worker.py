@@ -142,6 +142,7 @@ class Worker:
         self._idle_registered = False  # as of the last claim: enqueue may be handing us jobs
         self._watch_at = math.inf  # when the watchdog wakes next (time.monotonic())
         self._watch_kick = asyncio.Event()
+        self._waker: asyncio.Task[None] | None = None  # the task blocked on the handoff/wake lists
         self._async_cache: dict[int, bool] = {}  # by id(): handlers need not be hashable
         self.started_at = time.time()
 
@@ -163,9 +164,9 @@ class Worker:
             "worker started",
             extra={"worker_id": self.worker_id, "concurrency": self.cfg.worker.count, "queue": self.keys.queue},
         )
+        self._waker = asyncio.create_task(self._waker_loop(), name="jobqueue-waker")
         helpers = [
             asyncio.create_task(self._heartbeat_loop(), name="jobqueue-heartbeat"),
-            asyncio.create_task(self._waker_loop(), name="jobqueue-waker"),
             asyncio.create_task(self._stop_watch(stop), name="jobqueue-stop-watch"),
             asyncio.create_task(self._watchdog_loop(), name="jobqueue-job-timeouts"),
         ]
@@ -173,6 +174,8 @@ class Worker:
             await self._dispatch(stop)
             await asyncio.shield(self._drain())
         finally:
+            if self._waker is not None:
+                helpers.append(self._waker)  # the current one: a waker that ran a handed-off job handed over
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -304,10 +307,15 @@ class Worker:
             try:
                 got = await self.broker.wait_for_work(self.blocking, self.worker_id, WAKE_WAIT_S)
                 if isinstance(got, ClaimedJob):
-                    await self._handed_off(got)
-                    # Let the job's task take its first step before the next BLPOP goes out:
-                    # re-arming it through redis-py costs more than the job's start (idle pickup).
-                    await asyncio.sleep(0)
+                    start = await self._handed_off(got)
+                    if start is not None:
+                        # Idle pickup: run the job in this task, at once (a task of its own would
+                        # wait a loop turn, and re-arming the BLPOP first costs more than the
+                        # job's start); a new waker takes over the waiting.
+                        self._waker = asyncio.create_task(self._waker_loop(), name="jobqueue-waker")
+                        start[0].task = asyncio.current_task()
+                        await self._execute(*start)
+                        return
                     continue
                 if got and not self._hungry.is_set():
                     # Woken after we found work elsewhere: pass the token on to another worker.
@@ -322,22 +330,34 @@ class Worker:
             if got:
                 self._changed.set()
 
-    async def _handed_off(self, cj: ClaimedJob) -> None:
+    async def _handed_off(self, cj: ClaimedJob) -> tuple[_Running, Job, Handler] | None:
+        """Take a handed-off job: what to run in the calling task now, if a slot is free and no
+        buffered job is ahead of it; else it is queued behind them (or released when stopping)."""
         cj.lease_until_ms = cj.ready_ms + self.lease_ms  # enqueue leased it at ready_ms
         if not self.draining:
+            if not self._buffer and len(self.running) < self.cfg.worker.count:
+                return self._prepare(cj, False)
             self._buffer.append((cj, False))
             self._fill()
-            return
+            return None
         try:  # arrived as we stopped claiming: straight back to the queue
             await self.broker.release([(cj.id, cj.token)])
         except (RedisError, OSError) as err:
             log.warning("could not requeue a handed-off job; the reaper will", extra={"error": str(err)})
+        return None
 
     # ------------------------------------------------------------------ running jobs
 
     def _start(self, cj: ClaimedJob, probe: bool) -> None:
-        m = self.metrics
-        qm = m.queue(cj.priority)
+        start = self._prepare(cj, probe)
+        if start is not None:
+            running, job, handler = start
+            running.task = asyncio.create_task(self._execute(running, job, handler), name=f"job-{cj.id}")
+
+    def _prepare(self, cj: ClaimedJob, probe: bool) -> tuple[_Running, Job, Handler] | None:
+        """Decode and register a job as running; None when it is not to run here (dead-lettered
+        as malformed or without a handler, or its lease ran out)."""
+        qm = self.metrics.queue(cj.priority)
         now_ms = self.clock.now_ms()
         if cj.lease_until_ms and now_ms >= cj.lease_until_ms:
             # Received or buffered across a pause longer than the lease (a frozen process, a long
@@ -347,7 +367,7 @@ class Worker:
                 "lease ran out before the job started; leaving it to the reaper",
                 extra={"job_id": cj.id, "queue": cj.priority, "worker_id": self.worker_id},
             )
-            return
+            return None
         qm.consumed.inc()
         qm.wait.observe(max(now_ms - cj.ready_ms, 0) / 1000)
         try:
@@ -355,17 +375,17 @@ class Worker:
         except ValidationError as err:
             reason = "malformed payload"
             self._bury_now(cj, reason, _summarise(err, cj.raw))
-            return
+            return None
         # The job was just built here and is not shared yet: set the record's view of it in place
         # (model_copy would cost a copy per job on the hot path).
         job.__dict__.update(id=cj.id, retries=cj.attempts, priority=cj.priority)
         handler = self.registry.get(job.type) if job.type else self.default_handler
         if handler is None:
             self._bury_now(cj, "no handler", f"no handler registered for job type {job.type!r}")
-            return
+            return None
         running = _Running(cj, None, probe)
         self.running[cj.id] = running
-        running.task = asyncio.create_task(self._execute(running, job, handler), name=f"job-{cj.id}")
+        return running, job, handler
 
     def _bury_now(self, cj: ClaimedJob, reason: str, error: str) -> None:
         log.warning(
