@@ -41,6 +41,8 @@ from jobqueue.keys import QueueKeys
 
 SUPPORT_DIR = Path(__file__).resolve().parent
 QUEUE = "chaos"
+MAX_RETRIES = 25
+"""Attempts a chaos job may lose (crashes included) before the DLQ: far more than the faults can take."""
 PHASES = ("kill", "scale-down", "network", "redis-restart", "stall", "combined")
 
 
@@ -197,7 +199,7 @@ class Chaos:
                 "heartbeat_ttl": f"{int(p.heartbeat_ttl_s * 1000)}ms",
                 "reaper_interval": f"{int(p.reaper_interval_s * 1000)}ms",
                 "shutdown_timeout": f"{int(p.shutdown_timeout_s * 1000)}ms",
-                "max_retries": 25,
+                "max_retries": MAX_RETRIES,
                 "backoff": {"base": "50ms", "max": "200ms"},
                 "handler_modules": ["chaos_jobs"],
                 "completed_keep": p.jobs * 10,
@@ -389,7 +391,11 @@ class Chaos:
         tick = 0.1
         ticks = max(int(self.p.produce_s / tick), 1)
         per_tick = -(-len(specs) // ticks)
-        direct = build_config({"queue_name": QUEUE, "redis": {"url": self.redis_server.url}})
+        # The producer writes each job's retry budget into its record, and the reaper goes by that
+        # one after a crash: it must be the workers' (a long job can be killed several times).
+        direct = build_config(
+            {"queue_name": QUEUE, "redis": {"url": self.redis_server.url}, "worker": {"max_retries": MAX_RETRIES}}
+        )
         async with Queue(direct) as queue:
             t0 = loop.time()
             for i in range(0, len(specs), per_tick):
