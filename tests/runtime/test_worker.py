@@ -464,3 +464,91 @@ async def test_a_worker_whose_redis_vanishes_during_start_up_waits_for_it_or_sto
 
 async def _live(q: Queue, n: int) -> bool:
     return (await q.stats()).live_workers == n
+
+
+async def test_jobs_run_in_count_long_lived_slots(redis_server: RedisServer, redis: Any) -> None:
+    """No task per job: every job runs in one of worker.count slot tasks, which keep turning the
+    event loop between bursts of handlers that never suspend."""
+    cfg = config(redis_server, count=2, prefetch=50, handoff=False)
+    tasks: set[asyncio.Task[Any] | None] = set()
+    turns = 0
+    reg = HandlerRegistry()
+
+    async def quick(job: Job) -> None:
+        tasks.add(asyncio.current_task())
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    reg.register("quick", quick)
+    async with Queue(cfg) as q:
+        await q.enqueue_many([JobSpec("quick", i) for i in range(300)])
+        tick = asyncio.create_task(ticker())
+        try:
+            async with running(cfg, reg):
+                await eventually(lambda: _completed(q, 300), what="all jobs done")
+        finally:
+            tick.cancel()
+    assert 1 <= len(tasks) <= 2
+    assert turns >= 300 // 32  # a burst of non-suspending jobs lets the loop turn at least this often
+
+
+async def test_a_handler_that_swallows_its_timeout_leaves_its_slot_clean(redis_server: RedisServer, redis: Any) -> None:
+    """The slot task goes on to the next job: a cancel the handler ignored must not linger on it
+    (it would break the next job's own asyncio.timeout)."""
+    cfg = config(redis_server, count=1, max_retries=0)
+    seen: list[tuple[str, Any]] = []
+    reg = HandlerRegistry()
+
+    async def stubborn(job: Job) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen.append(("swallowed", None))
+
+    async def careful(job: Job) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        seen.append(("cancelling", task.cancelling()))
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(30)
+        except TimeoutError:
+            seen.append(("own timeout", None))
+
+    reg.register("stubborn", stubborn)
+    reg.register("careful", careful)
+    async with Queue(cfg) as q:
+        await q.enqueue("stubborn", None, timeout=0.05, priority="high")
+        await q.enqueue("careful", None, priority="low")
+        async with running(cfg, reg):
+            await eventually(lambda: _completed(q, 2), what="both jobs recorded")
+    assert seen == [("swallowed", None), ("cancelling", 0), ("own timeout", None)]
+
+
+async def test_stopping_does_not_wait_forever_for_a_handler_that_swallows_the_cancel(
+    redis_server: RedisServer, redis: Any
+) -> None:
+    cfg = config(redis_server, count=2, shutdown_timeout="200ms")
+    started = asyncio.Event()
+    reg = HandlerRegistry()
+
+    async def stubborn(job: Job) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return  # ignores the drain's cancel and "completes"
+
+    reg.register("stubborn", stubborn)
+    async with Queue(cfg) as q:
+        await q.enqueue("stubborn")
+        worker = Worker(cfg, registry=reg)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        await asyncio.wait_for(started.wait(), 5)
+        stop.set()
+        await asyncio.wait_for(task, 10)

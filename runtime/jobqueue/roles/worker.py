@@ -59,6 +59,10 @@ idle worker does every PROMOTE_INTERVAL_S: a worker killed while idle gets new j
 for at most this long (they are leased, so the reaper recovers them when their lease expires)."""
 
 
+SLOT_BURST = 32
+"""Most jobs a slot runs back to back without letting the event loop turn (see _slot_loop)."""
+
+
 def new_worker_id() -> str:
     """host-pid-random: unique across restarts of a container that reuses the pid."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -143,6 +147,9 @@ class Worker:
         self._watch_at = math.inf  # when the watchdog wakes next (time.monotonic())
         self._watch_kick = asyncio.Event()
         self._waker: asyncio.Task[None] | None = None  # the task blocked on the handoff/wake lists
+        # Jobs run in worker.count long-lived slot tasks that take the next buffered job themselves
+        # (no task per job); an idle slot waits on a future of its own here until _fill wakes it.
+        self._idle_slots: deque[asyncio.Future[None]] = deque()
         self._async_cache: dict[int, bool] = {}  # by id(): handlers need not be hashable
         self.started_at = time.time()
 
@@ -166,6 +173,9 @@ class Worker:
         )
         self._waker = asyncio.create_task(self._waker_loop(), name="jobqueue-waker")
         helpers = [
+            asyncio.create_task(self._slot_loop(), name=f"jobqueue-slot-{i}") for i in range(self.cfg.worker.count)
+        ]
+        helpers += [
             asyncio.create_task(self._heartbeat_loop(), name="jobqueue-heartbeat"),
             asyncio.create_task(self._stop_watch(stop), name="jobqueue-stop-watch"),
             asyncio.create_task(self._watchdog_loop(), name="jobqueue-job-timeouts"),
@@ -348,11 +358,47 @@ class Worker:
 
     # ------------------------------------------------------------------ running jobs
 
-    def _start(self, cj: ClaimedJob, probe: bool) -> None:
-        start = self._prepare(cj, probe)
-        if start is not None:
+    async def _slot_loop(self) -> None:
+        """Run buffered jobs one after another; wait (on a future of its own) when none can start.
+
+        A task per job cost a task creation and a loop turn each (~15% of a worker's throughput
+        with short jobs). A slot runs up to SLOT_BURST jobs back to back when their handlers do
+        not suspend, then lets the loop turn once, so the dispatcher's replies and the heartbeat
+        are never kept waiting long. It ends when the worker drains."""
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        burst = 0
+        while True:
+            start = self._next_start()
+            if start is None:
+                if self.draining:
+                    return
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._idle_slots.append(waiter)
+                await waiter
+                burst = 0
+                continue
             running, job, handler = start
-            running.task = asyncio.create_task(self._execute(running, job, handler), name=f"job-{cj.id}")
+            running.task = task
+            await self._execute(running, job, handler)
+            if running.timed_out:
+                while task.cancelling():  # a handler that swallowed the timeout's cancel
+                    task.uncancel()
+            burst += 1
+            if burst >= SLOT_BURST:
+                burst = 0
+                await asyncio.sleep(0)
+
+    def _next_start(self) -> tuple[_Running, Job, Handler] | None:
+        """The next buffered job to run, decoded and registered; None if none can start now."""
+        count = self.cfg.worker.count
+        while self._buffer and len(self.running) < count and not self.draining:
+            cj, probe = self._buffer.popleft()
+            start = self._prepare(cj, probe)
+            if start is not None:
+                return start
+        return None
 
     def _prepare(self, cj: ClaimedJob, probe: bool) -> tuple[_Running, Job, Handler] | None:
         """Decode and register a job as running; None when it is not to run here (dead-lettered
@@ -472,11 +518,13 @@ class Worker:
                 pass
 
     def _fill(self) -> None:
-        """Start buffered jobs while slots are free (no round trip needed)."""
-        count = self.cfg.worker.count
-        while self._buffer and len(self.running) < count:
-            cj, probe = self._buffer.popleft()
-            self._start(cj, probe)
+        """Wake idle slots for the buffered jobs (no round trip needed); each takes its own."""
+        n = min(len(self._buffer), self.cfg.worker.count - len(self.running))
+        while n > 0 and self._idle_slots:
+            waiter = self._idle_slots.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                n -= 1
 
     def _is_async(self, handler: Handler) -> bool:
         known = self._async_cache.get(id(handler))
