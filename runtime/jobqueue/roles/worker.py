@@ -4,6 +4,7 @@ One dispatcher loop per process does all queue I/O: each round trip carries the 
 jobs that finished since the last one (ack / retry / bury, batched per script) together with the
 next claim for the free slots, in one pipeline. When the queue is dry it blocks on the wake list
 (a dedicated connection), so an idle worker neither polls Redis nor waits for a timeout.
+Jobs run in worker.count long-lived slot tasks (``_slot_loop``), not a task per job.
 """
 
 from __future__ import annotations
