@@ -225,6 +225,19 @@ async def _blocked_clients(redis: Redis, n: int) -> bool:
     return int((await redis.info("clients"))["blocked_clients"]) == n
 
 
+def _recording_worker(cfg: jobqueue.Config, reg: HandlerRegistry, scripts: list[str]) -> Worker:
+    """A worker whose Redis round trips append the names of the scripts they send to ``scripts``."""
+    worker = Worker(cfg, registry=reg)
+    real = worker.broker.run_many
+
+    async def recording(calls: Any, *rest: Any) -> Any:
+        scripts.extend(c.script for c in calls)
+        return await real(calls, *rest)
+
+    worker.broker.run_many = recording  # type: ignore[method-assign]
+    return worker
+
+
 @pytest.mark.usefixtures("quiet_idle")
 async def test_an_idle_worker_starts_a_new_job_from_the_handoff_without_a_claim(
     redis_server: RedisServer, redis: Redis
@@ -240,14 +253,7 @@ async def test_an_idle_worker_starts_a_new_job_from_the_handoff_without_a_claim(
         got.set()
 
     reg.register("mark", mark)
-    worker = Worker(cfg, registry=reg)
-    real = worker.broker.run_many
-
-    async def recording(calls: Any, *rest: Any) -> Any:
-        scripts.extend(c.script for c in calls)
-        return await real(calls, *rest)
-
-    worker.broker.run_many = recording  # type: ignore[method-assign]
+    worker = _recording_worker(cfg, reg, scripts)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     async with Queue(cfg) as q:
@@ -288,14 +294,7 @@ async def test_a_job_handed_off_while_another_runs_is_taken_by_the_next_waker(
 
     reg.register("first", first)
     reg.register("second", second)
-    worker = Worker(cfg, registry=reg)
-    real = worker.broker.run_many
-
-    async def recording(calls: Any, *rest: Any) -> Any:
-        scripts.extend(c.script for c in calls)
-        return await real(calls, *rest)
-
-    worker.broker.run_many = recording  # type: ignore[method-assign]
+    worker = _recording_worker(cfg, reg, scripts)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     async with Queue(cfg) as q:
