@@ -225,6 +225,11 @@ async def _blocked_clients(redis: Redis, n: int) -> bool:
     return int((await redis.info("clients"))["blocked_clients"]) == n
 
 
+async def _until_waiting_for_handoffs(redis: Redis, worker: Worker) -> None:
+    await eventually(lambda: _is_idle(redis, worker.worker_id), what="worker registered idle")
+    await eventually(lambda: _blocked_clients(redis, 1), what="worker blocked on its handoff list")
+
+
 def _recording_worker(cfg: jobqueue.Config, reg: HandlerRegistry, scripts: list[str]) -> Worker:
     """A worker whose Redis round trips append the names of the scripts they send to ``scripts``."""
     worker = Worker(cfg, registry=reg)
@@ -257,8 +262,7 @@ async def test_an_idle_worker_starts_a_new_job_from_the_handoff_without_a_claim(
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     async with Queue(cfg) as q:
-        await eventually(lambda: _is_idle(redis, worker.worker_id), what="worker registered idle")
-        await eventually(lambda: _blocked_clients(redis, 1), what="worker blocked on its handoff list")
+        await _until_waiting_for_handoffs(redis, worker)
         scripts.clear()
         job_id = await q.enqueue("mark")
         await asyncio.wait_for(got.wait(), 5)
@@ -298,8 +302,7 @@ async def test_a_job_handed_off_while_another_runs_is_taken_by_the_next_waker(
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     async with Queue(cfg) as q:
-        await eventually(lambda: _is_idle(redis, worker.worker_id), what="worker registered idle")
-        await eventually(lambda: _blocked_clients(redis, 1), what="worker blocked on its handoff list")
+        await _until_waiting_for_handoffs(redis, worker)
         await q.enqueue("first")
         await asyncio.wait_for(first_started.wait(), 5)
         await eventually(lambda: _blocked_clients(redis, 1), what="the next waker blocked on the handoff list")
